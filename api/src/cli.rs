@@ -1,0 +1,246 @@
+//! The command line: every flag with an environment fallback, so `--help` is the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "agentbox", version, about = "A self-hosted compute API for AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Manage agents in a data directory (works while a server is running).
+    Agents(AgentsArgs),
+    /// Manage API keys in a data directory.
+    Keys(KeysArgs),
+    /// Check a data directory: every blob exists and hashes to its name, every reference
+    /// resolves. Exits non-zero if anything is wrong.
+    Fsck(FsckArgs),
+    /// Remove blobs that nothing has referenced for longer than the grace period.
+    Gc(GcArgs),
+    /// Work with an agent's files on a server.
+    Fs(FsArgs),
+    /// Snapshot, restore and compare an agent's tree on a server.
+    Snapshot(SnapshotArgs),
+}
+
+/// Where the data lives; shared by every command that opens a data directory.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// The data directory (index, blobs, keys).
+    #[arg(long, env = "AGENTBOX_DATA_DIR", default_value = "./agentbox-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Largest file accepted by an upload, in bytes (base64 or raw).
+    #[arg(long, env = "AGENTBOX_MAX_FILE_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Seconds an unreferenced blob is kept before the background sweep removes it.
+    #[arg(long, env = "AGENTBOX_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
+    pub sweep_grace_seconds: u64,
+    /// Seconds between background sweeps (0 disables them).
+    #[arg(long, env = "AGENTBOX_SWEEP_INTERVAL_SECONDS", default_value_t = 600)]
+    pub sweep_interval_seconds: u64,
+    /// Acknowledge writes once they survive a killed process rather than a power loss
+    /// (skips fsync; faster, less safe).
+    #[arg(long, env = "AGENTBOX_NO_FSYNC")]
+    pub no_fsync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(subcommand)]
+    pub command: AgentsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Create an agent and print its first key.
+    Create {
+        name: String,
+        /// Print `{"agent": ..., "key": ...}`.
+        #[arg(long)]
+        json: bool,
+        /// Storage quota in bytes.
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        /// Quota on the number of files.
+        #[arg(long)]
+        quota_files: Option<u64>,
+    },
+    /// List agents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create NEW whose tree starts as a snapshot of SRC, and print its key.
+    Fork {
+        source: String,
+        new: String,
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an agent's quotas (omit a flag to make it unlimited).
+    Quota {
+        name: String,
+        #[arg(long)]
+        bytes: Option<u64>,
+        #[arg(long)]
+        files: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create another key for an agent and print it.
+    Create {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (their public ids only), optionally of one agent.
+    List {
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key, given the key itself or its public id.
+    Revoke { key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Keep blobs unreferenced for less than this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub grace_seconds: u64,
+}
+
+/// How the client reaches a server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "AGENTBOX_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The agent's API key.
+    #[arg(long, env = "AGENTBOX_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(subcommand)]
+    pub command: FsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FsCommand {
+    /// List a directory.
+    Ls {
+        #[arg(default_value = "/")]
+        path: String,
+        /// Read the directory as of this snapshot.
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload a local file (`-` for standard input) to a path in the agent's tree.
+    Put { local: PathBuf, remote: String },
+    /// Download a file to a local path (`-` or nothing for standard output).
+    Get {
+        remote: String,
+        local: Option<PathBuf>,
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Remove a file or directory.
+    Rm {
+        path: String,
+        /// Remove a directory and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Move or rename.
+    Mv { from: String, to: String },
+    /// Show one entry's attributes.
+    Stat {
+        path: String,
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Create a directory and its parents.
+    Mkdir { path: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(subcommand)]
+    pub command: SnapshotCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot the agent's whole tree.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the tree exactly what it was in a snapshot.
+    Restore { id: String },
+    /// Delete a snapshot.
+    Delete { id: String },
+    /// Paths added, removed and modified from FROM to TO (the live tree if omitted).
+    Diff {
+        from: String,
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
