@@ -1,1 +1,148 @@
-//! blobs
+//! Blob storage: immutable byte strings named by their blake3 hash.
+//!
+//! [`BlobStore`] is the narrow interface the rest of the store uses, so blobs can later live
+//! in an object store; [`LocalBlobs`] keeps them as files under `<data-dir>/blobs/`, fanned
+//! out by the first two hex digits of the hash. A blob file appears under its final name
+//! only once completely written (written to `tmp/`, then renamed), so a name always means
+//! the full content.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crate::{Error, Hash, Result};
+
+/// Where blob bytes live.
+pub trait BlobStore: Send + Sync {
+    /// Stores `data` under `hash` (which must be its blake3 hash). Returns false if the blob
+    /// was already there.
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<bool>;
+    fn get(&self, hash: &Hash) -> Result<Vec<u8>>;
+    fn contains(&self, hash: &Hash) -> Result<bool>;
+    fn remove(&self, hash: &Hash) -> Result<()>;
+    /// Makes every blob stored so far durable.
+    fn sync(&self) -> Result<()>;
+    /// Every stored blob with its size and modification time.
+    fn list(&self) -> Result<Vec<(Hash, u64, SystemTime)>>;
+    /// Removes leftovers of writes interrupted by a crash (older than a minute, so a
+    /// write in progress in another process is left alone).
+    fn clean_partial_writes(&self) -> Result<()>;
+}
+
+/// Blobs as files in a local directory.
+#[derive(Debug)]
+pub struct LocalBlobs {
+    root: PathBuf,
+    tmp: PathBuf,
+    counter: AtomicU64,
+}
+
+impl LocalBlobs {
+    pub fn open(root: &Path, tmp: &Path) -> Result<LocalBlobs> {
+        fs::create_dir_all(root).map_err(Error::io(format!("creating {}", root.display())))?;
+        fs::create_dir_all(tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
+        Ok(LocalBlobs { root: root.to_owned(), tmp: tmp.to_owned(), counter: AtomicU64::new(0) })
+    }
+
+    fn path_of(&self, hash: &Hash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+}
+
+impl BlobStore for LocalBlobs {
+    fn put(&self, hash: &Hash, data: &[u8]) -> Result<bool> {
+        let path = self.path_of(hash);
+        if path.exists() {
+            return Ok(false);
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}-{}-{n}", std::process::id(), &hash.to_hex()[..16]));
+        let write = || -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(data)?;
+            drop(file);
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            Error::Io { context: format!("writing blob {hash}"), source }
+        })?;
+        Ok(true)
+    }
+
+    fn get(&self, hash: &Hash) -> Result<Vec<u8>> {
+        fs::read(self.path_of(hash)).map_err(Error::io(format!("reading blob {hash}")))
+    }
+
+    fn contains(&self, hash: &Hash) -> Result<bool> {
+        Ok(self.path_of(hash).exists())
+    }
+
+    fn remove(&self, hash: &Hash) -> Result<()> {
+        match fs::remove_file(self.path_of(hash)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(Error::Io { context: format!("removing blob {hash}"), source: error })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        let dir = fs::File::open(&self.root).map_err(Error::io("opening the blob directory"))?;
+        // syncfs flushes every file of the blob directory's filesystem in one call, which
+        // is far cheaper than an fsync per blob and covers the renames too.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        // SAFETY: `fd` is a valid open descriptor for the duration of the call.
+        let status = unsafe { libc::syncfs(fd) };
+        if status != 0 {
+            return Err(Error::Io {
+                context: "flushing blobs to disk".into(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<(Hash, u64, SystemTime)>> {
+        let mut out = Vec::new();
+        let context = || format!("listing {}", self.root.display());
+        for fan in fs::read_dir(&self.root).map_err(Error::io(context()))? {
+            let fan = fan.map_err(Error::io(context()))?;
+            let prefix = fan.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !fan.path().is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path()).map_err(Error::io(context()))? {
+                let entry = entry.map_err(Error::io(context()))?;
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                let Some(hash) = Hash::from_hex(&name) else { continue };
+                let meta = entry.metadata().map_err(Error::io(context()))?;
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push((hash, meta.len(), modified));
+            }
+        }
+        Ok(out)
+    }
+
+    fn clean_partial_writes(&self) -> Result<()> {
+        let context = || format!("cleaning {}", self.tmp.display());
+        for entry in fs::read_dir(&self.tmp).map_err(Error::io(context()))? {
+            let entry = entry.map_err(Error::io(context()))?;
+            let age = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok());
+            if age.is_some_and(|age| age.as_secs() >= 60) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,154 @@
-//! index
+//! The SQLite index: the only module that speaks SQL.
+//!
+//! One writer connection behind a mutex (every change is one `BEGIN IMMEDIATE`
+//! transaction) and a small pool of reader connections (WAL lets them read while the
+//! writer writes). Several processes may open the same index (the server and the
+//! administration commands); SQLite's locking and a busy timeout serialise them.
+//!
+//! Versioning: every row of `inodes` and `dentries` carries `[gen_from, gen_to)`, the
+//! generations in which it exists; live rows have `gen_to = LIVE`. An agent's `gen` is its
+//! current generation. Taking a snapshot records that number and increments it, so rows
+//! written afterwards never disturb what the snapshot sees: a row whose `gen_from` is the
+//! current generation is changed in place, any older row is closed (`gen_to = gen`) and a
+//! new version inserted. A view at generation `v` sees the rows with
+//! `gen_from <= v < gen_to`; the live view uses `v = LIVE - 1`.
+
+mod agents;
+mod content;
+mod schema;
+mod snapshots;
+mod tree;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::{Error, Result};
+
+pub(crate) use content::NewContent;
+pub(crate) use schema::LIVE;
+pub(crate) use tree::{InodeRow, Tree};
+
+/// The generation the live view reads at.
+pub(crate) const LIVE_VIEW: i64 = LIVE - 1;
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Error {
+        Error::Index(Box::new(error))
+    }
+}
+
+pub(crate) struct Index {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+    durable: bool,
+}
+
+/// A transaction, read-only or read-write, with the time it started.
+pub(crate) struct Tx<'c> {
+    pub conn: &'c Connection,
+    /// Nanoseconds since the Unix epoch.
+    pub now: i64,
+}
+
+impl Index {
+    pub fn open(path: &Path, durable: bool) -> Result<Index> {
+        let writer = open_connection(path, durable)?;
+        migrate(&writer)?;
+        Ok(Index {
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            path: path.to_owned(),
+            durable,
+        })
+    }
+
+    /// Runs `f` in one write transaction; commits if it returns `Ok`, rolls back otherwise.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&Tx { conn: &tx, now: now_ns() })?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read transaction: every query in it sees the same state.
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path, self.durable)?,
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = f(&Tx { conn: &tx, now: now_ns() })?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < 8 {
+            readers.push(conn);
+        }
+        result
+    }
+}
+
+fn open_connection(path: &Path, durable: bool) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    // IMMEDIATE so two processes opening a new data directory do not both migrate it.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> Result<()> {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = schema::MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(Error::Corrupt(format!(
+                "the index has format version {version}, newer than this agentbox \
+                 understands ({known}); upgrade agentbox"
+            )));
+        }
+        for migration in schema::MIGRATIONS.iter().skip(version as usize) {
+            conn.execute_batch(migration)?;
+        }
+        conn.pragma_update(None, "user_version", known)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// A short random id of lowercase letters and digits.
+pub(crate) fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; len * 2];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().filter(|b| **b < 252).take(len).map(|b| ALPHABET[(*b % 36) as usize] as char).collect()
+}

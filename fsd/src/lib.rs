@@ -15,11 +15,14 @@
 
 pub mod blobs;
 mod chunker;
+mod diff;
 mod error;
 mod fsck;
 mod index;
 mod path;
 mod reader;
+mod rename;
+mod splice;
 mod store;
 mod types;
 
