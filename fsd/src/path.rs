@@ -35,11 +35,11 @@ impl FsPath {
             return Err(Error::InvalidPath(format!("{shown:?} contains a NUL byte")));
         }
         let mut body = &path[1..];
-        if body.last() == Some(&b'/') {
-            body = &body[..body.len() - 1];
-        }
         if body.is_empty() {
             return Ok(FsPath::root());
+        }
+        if body.last() == Some(&b'/') {
+            body = &body[..body.len() - 1];
         }
         let mut segments = Vec::new();
         for segment in body.split(|b| *b == b'/') {

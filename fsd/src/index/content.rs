@@ -41,20 +41,22 @@ impl Tx<'_> {
             .prepare_cached("INSERT INTO content_chunks (content, offset, len, blob) VALUES (?1, ?2, ?3, ?4)")?;
         for chunk in &manifest.chunks {
             let inline = (chunk.len as usize) < INLINE_MAX;
-            let data = if inline {
-                let bytes = content.inline.iter().find(|(h, _)| *h == chunk.hash).map(|(_, b)| b);
-                Some(bytes.ok_or_else(|| Error::Corrupt(format!("bytes of blob {} went missing", chunk.hash)))?)
+            let provided = content.inline.iter().find(|(h, _)| *h == chunk.hash).map(|(_, b)| b);
+            if inline && provided.is_none() {
+                // A small chunk kept from the file's previous content: already indexed.
+                if !self.has_blob(&chunk.hash)? {
+                    return Err(Error::Corrupt(format!("bytes of blob {} went missing", chunk.hash)));
+                }
             } else {
-                None
-            };
-            let new_row = add_blob.execute(params![chunk.hash.0.to_vec(), chunk.len as i64, data])?;
-            // A blob file found on disk before this transaction may have been swept since;
-            // a new row must name a file that exists.
-            if new_row == 1 && !inline && !blobs.contains(&chunk.hash)? {
-                return Err(Error::Corrupt(format!(
-                    "blob {} was removed while being written; retry the write",
-                    chunk.hash
-                )));
+                let new_row = add_blob.execute(params![chunk.hash.0.to_vec(), chunk.len as i64, provided])?;
+                // A blob file found on disk before this transaction may have been swept
+                // since; a new row must name a file that exists.
+                if new_row == 1 && !inline && !blobs.contains(&chunk.hash)? {
+                    return Err(Error::Corrupt(format!(
+                        "blob {} was removed while being written; retry the write",
+                        chunk.hash
+                    )));
+                }
             }
             add_chunk.execute(params![hash.0.to_vec(), chunk.offset as i64, chunk.len as i64, chunk.hash.0.to_vec()])?;
         }
@@ -101,7 +103,7 @@ impl Tx<'_> {
     /// lives in a file.
     pub fn unreferenced_blobs(&self, cutoff: i64) -> Result<Vec<(Hash, u64, bool)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT hash, size, data IS NULL FROM blobs WHERE refs = 0 AND unreferenced_since < ?1",
+            "SELECT hash, size, data IS NULL FROM blobs WHERE refs = 0 AND unreferenced_since <= ?1",
         )?;
         let rows = stmt
             .query_map([cutoff], |row| {
