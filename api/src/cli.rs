@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "agentbox", version, about = "A self-hosted compute API for AI agents")]
+#[command(
+    name = "agentbox",
+    version,
+    about = "A self-hosted compute API for AI agents"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -183,7 +187,15 @@ pub enum FsCommand {
         json: bool,
     },
     /// Upload a local file (`-` for standard input) to a path in the agent's tree.
-    Put { local: PathBuf, remote: String },
+    ///
+    /// A REMOTE ending in `/` names a directory: the file keeps its local name there.
+    Put {
+        local: PathBuf,
+        remote: String,
+        /// Print the server's JSON (`{"path", "size", "hash"}`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Download a file to a local path (`-` or nothing for standard output).
     Get {
         remote: String,
@@ -199,12 +211,21 @@ pub enum FsCommand {
         recursive: bool,
     },
     /// Move or rename.
-    Mv { from: String, to: String },
+    Mv {
+        from: String,
+        to: String,
+        /// Fail instead of replacing an existing TO.
+        #[arg(short = 'n', long)]
+        no_clobber: bool,
+    },
     /// Show one entry's attributes.
     Stat {
         path: String,
         #[arg(long)]
         snapshot: Option<String>,
+        /// Print the server's JSON entry.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a directory and its parents.
     Mkdir { path: String },

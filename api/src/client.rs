@@ -1,13 +1,68 @@
-//! The HTTP client behind `agentbox fs` and `agentbox snapshot`.
+//! The HTTP client behind `agentbox fs` and `agentbox snapshot`: one blocking request per
+//! command against a running server, results printed for people (tables, sizes) or as the
+//! server's JSON with `--json`.
+
+mod encode;
+mod format;
+mod fs;
+mod http;
+mod print;
+mod progress;
+mod snapshot;
+mod upload;
 
 use std::process::ExitCode;
 
-use crate::cli::{FsArgs, SnapshotArgs};
+use crate::cli::{FsArgs, FsCommand, SnapshotArgs, SnapshotCommand};
 
-pub fn fs(_args: FsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+pub use http::ApiError;
+
+/// Runs one `agentbox fs` command.
+pub fn fs(args: FsArgs) -> anyhow::Result<ExitCode> {
+    let client = http::Client::new(&args.server)?;
+    match args.command {
+        FsCommand::Ls {
+            path,
+            snapshot,
+            json,
+        } => fs::ls(&client, &path, snapshot.as_deref(), json)?,
+        FsCommand::Put {
+            local,
+            remote,
+            json,
+        } => fs::put(&client, &local, &remote, json)?,
+        FsCommand::Get {
+            remote,
+            local,
+            snapshot,
+        } => fs::get(&client, &remote, local.as_deref(), snapshot.as_deref())?,
+        FsCommand::Rm { path, recursive } => fs::rm(&client, &path, recursive)?,
+        FsCommand::Mv {
+            from,
+            to,
+            no_clobber,
+        } => fs::mv(&client, &from, &to, no_clobber)?,
+        FsCommand::Stat {
+            path,
+            snapshot,
+            json,
+        } => fs::stat(&client, &path, snapshot.as_deref(), json)?,
+        FsCommand::Mkdir { path } => fs::mkdir(&client, &path)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn snapshot(_args: SnapshotArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+/// Runs one `agentbox snapshot` command.
+pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let client = http::Client::new(&args.server)?;
+    match args.command {
+        SnapshotCommand::Create { name, json } => snapshot::create(&client, name.as_deref(), json)?,
+        SnapshotCommand::List { json } => snapshot::list(&client, json)?,
+        SnapshotCommand::Restore { id } => snapshot::restore(&client, &id)?,
+        SnapshotCommand::Delete { id } => snapshot::delete(&client, &id)?,
+        SnapshotCommand::Diff { from, to, json } => {
+            snapshot::diff(&client, &from, to.as_deref(), json)?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,137 @@
 //! The HTTP server: `router(state)` is the whole API, `serve(listener, state, shutdown)`
 //! runs it, `run_from_cli` is `agentbox serve`.
+//!
+//! Every `/v1/compute` handler takes an [`Agent`], the extractor that resolves the bearer
+//! key, so a request can only ever touch its own agent's tree. Store calls block, so they
+//! run on tokio's blocking pool ([`AppState::blocking`]); file contents stream through
+//! bounded channels in both directions ([`body`]).
 
+mod auth;
+mod body;
+mod content_routes;
+mod entry;
+mod error;
+mod extract;
+mod fs_routes;
+mod openapi;
+mod range;
+mod routes;
+mod snapshot_routes;
+mod startup;
+mod state;
+mod time;
+mod usage;
+
+use std::future::Future;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tracing::Instrument;
 
 use crate::cli::ServeArgs;
 
-pub fn run_from_cli(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not available yet")
+pub use auth::Agent;
+pub use error::ApiError;
+pub use state::{AppState, Limits};
+pub use time::rfc3339_ns;
+
+/// The whole API, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes::routes(state.limits) {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
 }
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// One span and one log line per request.
+async fn log_request(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri());
+    async move {
+        let started = Instant::now();
+        let response = next.run(request).await;
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("reading the listening address")?;
+    tracing::info!(%address, "listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+/// `agentbox serve`: locks and opens the data directory, creates the first agent on first
+/// start, and serves until Ctrl-C or SIGTERM.
+pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = &args.data.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let _lock = startup::lock_data_dir(data_dir)?;
+    let options = fsd::StoreOptions {
+        durable: !args.no_fsync,
+        sweep_grace: Duration::from_secs(args.sweep_grace_seconds),
+    };
+    let store = fsd::Store::open(data_dir, options)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        startup::bootstrap_default_agent(&store, data_dir)?;
+        let sweeper = startup::spawn_sweeper(store.clone(), args.sweep_interval_seconds);
+        let limits = Limits { max_file_bytes: args.max_file_bytes };
+        let served = serve(listener, AppState::new(store, limits), startup::shutdown_signal()).await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        served?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,2 +1,151 @@
-//! Benchmarks (being written).
-fn main() {}
+//! `agentbox-bench`: measures an `agentbox serve` it starts itself, each figure next to a
+//! baseline measured in the same run on the same disk, and prints one report.
+//!
+//! Sections: throughput of raw PUT/GET, the small-file PUT rate, snapshot create and
+//! restore times, and the server's memory during a large upload. Progress goes to stderr,
+//! the report to stdout. `bench/run.sh` builds everything in release mode and runs this.
+
+mod http;
+mod parallel;
+mod random;
+mod report;
+mod server;
+mod stats;
+mod storage;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+use crate::http::Client;
+use crate::random::RandomBytes;
+use crate::server::Server;
+use crate::storage::{Context, Plan};
+
+/// Benchmark agentbox against direct disk I/O on the same machine.
+#[derive(Debug, Parser)]
+#[command(name = "agentbox-bench")]
+struct Args {
+    /// Directory in which the server's data directory, the in-process store and the
+    /// baseline files are created, all on the same disk (removed at the end).
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// The agentbox binary to start [default: `agentbox` next to this binary].
+    #[arg(long)]
+    agentbox: Option<PathBuf>,
+    /// Concurrent clients where a section uses several.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
+    /// Fewer repetitions and only the 1,000-file tree: checks that everything works; not
+    /// figures to quote.
+    #[arg(long)]
+    quick: bool,
+    /// Keep the temporary directory (and the server's log) instead of removing it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agentbox-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let binary = match args.agentbox {
+        Some(binary) => binary,
+        None => std::env::current_exe()?.with_file_name("agentbox"),
+    };
+    let plan = if args.quick {
+        Plan::quick(args.threads)
+    } else {
+        Plan::full(args.threads)
+    };
+    let work = tempfile::Builder::new()
+        .prefix("agentbox-bench-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("creating a directory in {}", args.dir.display()))?;
+    let data_dir = work.path().join("server-data");
+    let baseline_dir = work.path().join("baseline");
+    let store_dir = work.path().join("store");
+    for dir in [&data_dir, &baseline_dir, &store_dir] {
+        fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+
+    eprintln!(
+        "starting {} serve in {}",
+        binary.display(),
+        data_dir.display()
+    );
+    let server = Server::start(&binary, &data_dir, &work.path().join("server.log"))?;
+    let ctx = Context {
+        server: &server,
+        client: Client::new(&server.url, &server.key),
+        baseline_dir,
+        store_dir,
+        plan,
+        seed: RandomBytes::from_clock().next_u64(),
+    };
+    // Memory first, on the fresh server, so that idle means idle.
+    let sections = (|| -> Result<_> {
+        let memory = storage::memory::run(&ctx)?;
+        let throughput = storage::throughput::run(&ctx)?;
+        let small_files = storage::small_files::run(&ctx)?;
+        let snapshots = storage::snapshots::run(&ctx)?;
+        Ok([throughput, small_files, snapshots, memory])
+    })();
+    let sections = match sections {
+        Ok(sections) => sections,
+        Err(error) => {
+            return Err(error.context(format!(
+                "the server's log ends with:\n{}",
+                server.log_tail()
+            )));
+        }
+    };
+    let threads = ctx.plan.threads;
+    drop(ctx);
+    let pid = server.pid();
+    server.stop()?;
+
+    println!(
+        "agentbox benchmark{}",
+        if args.quick {
+            " (--quick: not figures to quote)"
+        } else {
+            ""
+        }
+    );
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let filesystem = storage::disk::filesystem_of(work.path()).unwrap_or_else(|| "?".to_string());
+    println!("  machine    {cores} cores, Linux {}", kernel.trim());
+    println!(
+        "  disk       {} ({filesystem}): server data, in-process store and baseline files",
+        work.path().display()
+    );
+    println!(
+        "  server     {} serve, default options (durable writes), pid {pid}",
+        binary.display()
+    );
+    println!("  clients    {} threads where concurrent", threads);
+    println!("  run time   {:.0} s", started.elapsed().as_secs_f64());
+    for section in sections {
+        println!();
+        print!("{section}");
+    }
+    if args.keep {
+        let kept = work.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Streaming request and response bodies between async HTTP and the blocking store.
+//!
+//! Uploads: [`pump`] forwards the request body's frames through a bounded channel to a
+//! [`ChannelReader`], the `std::io::Read` the store's `write_file` consumes on a blocking
+//! thread, so only a few frames are ever in memory. The reader reports end of data only
+//! when the whole body arrived; a client that goes away mid-body makes it fail, and a failed
+//! read makes the store change nothing.
+//!
+//! Downloads: [`file_body`] reads a file on a blocking thread, 256 KiB at a time, into a
+//! small channel that the response body drains.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, Bytes};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+/// Frames buffered between the connection and the store while uploading.
+const UPLOAD_FRAMES: usize = 16;
+/// Bytes read from the store per response frame.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+/// Response frames buffered ahead of the connection.
+const DOWNLOAD_FRAMES: usize = 4;
+
+/// One message from the connection to the store.
+#[derive(Debug)]
+pub enum Frame {
+    Data(Bytes),
+    /// The body is complete.
+    End,
+}
+
+/// Why an upload's body was not read to its end; shared between the reader and the
+/// handler so the handler can tell a broken upload from a store failure.
+pub type BodyFailure = Arc<OnceLock<String>>;
+
+/// The blocking side of an upload: reads frames until [`Frame::End`].
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Frame>,
+    current: Bytes,
+    done: bool,
+    failure: BodyFailure,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<Frame>, failure: BodyFailure) -> ChannelReader {
+        ChannelReader { rx, current: Bytes::new(), done: false, failure }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.current.is_empty() {
+                let n = buf.len().min(self.current.len());
+                buf[..n].copy_from_slice(&self.current.split_to(n));
+                return Ok(n);
+            }
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Frame::Data(bytes)) => self.current = bytes,
+                Some(Frame::End) => self.done = true,
+                None => {
+                    let why = self
+                        .failure
+                        .get_or_init(|| "the request body ended before it was complete".into());
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Forwards `body` into `tx` until the body ends, fails, or the reader stops listening.
+/// A failed body is recorded in `failure` and closes the channel without [`Frame::End`].
+pub async fn pump(body: Body, tx: mpsc::Sender<Frame>, failure: BodyFailure) {
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => {
+                if tx.send(Frame::Data(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = failure.set(format!("the request body could not be read: {error}"));
+                return;
+            }
+        }
+    }
+    let _ = tx.send(Frame::End).await;
+}
+
+/// A channel pair sized for one upload.
+pub fn upload_channel() -> (mpsc::Sender<Frame>, mpsc::Receiver<Frame>) {
+    mpsc::channel(UPLOAD_FRAMES)
+}
+
+/// A response body of `len` bytes of `reader` from `start`, read on a blocking thread.
+/// Reading stops as soon as the client goes away.
+pub fn file_body<R>(mut reader: R, start: u64, len: u64) -> Body
+where
+    R: Read + Seek + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DOWNLOAD_FRAMES);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = reader.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(error));
+            return;
+        }
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(DOWNLOAD_CHUNK as u64) as usize;
+            let chunk = match read_up_to(&mut reader, want) {
+                Ok(chunk) if chunk.is_empty() => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file ended before its recorded length",
+                )),
+                other => other,
+            };
+            let failed = chunk.is_err();
+            if let Err(error) = &chunk {
+                tracing::error!(%error, "reading a file for download failed");
+            }
+            remaining -= chunk.as_ref().map_or(0, |c| c.len() as u64);
+            if tx.blocking_send(chunk.map(Bytes::from)).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Reads until `want` bytes or the end of the data.
+fn read_up_to(reader: &mut impl Read, want: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader_for(frames: Vec<Frame>, close: bool) -> (ChannelReader, BodyFailure) {
+        let (tx, rx) = mpsc::channel(frames.len().max(1));
+        for frame in frames {
+            tx.try_send(frame).unwrap();
+        }
+        if !close {
+            std::mem::forget(tx);
+        }
+        let failure = BodyFailure::default();
+        (ChannelReader::new(rx, failure.clone()), failure)
+    }
+
+    #[test]
+    fn reads_frames_until_the_end_marker() {
+        let frames = vec![Frame::Data("hello ".into()), Frame::Data("world".into()), Frame::End];
+        let (mut reader, failure) = reader_for(frames, true);
+        let mut out = String::new();
+        reader.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello world");
+        assert!(failure.get().is_none());
+    }
+
+    #[test]
+    fn a_body_cut_short_is_an_error() {
+        let (mut reader, failure) = reader_for(vec![Frame::Data("partial".into())], true);
+        let mut out = Vec::new();
+        let error = reader.read_to_end(&mut out).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(failure.get().is_some());
+    }
+
+    #[tokio::test]
+    async fn streams_a_slice_of_a_file() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        let body = file_body(io::Cursor::new(data.clone()), 10, 600_000);
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(&bytes[..], &data[10..600_010]);
+    }
+
+    #[tokio::test]
+    async fn a_short_file_fails_the_stream() {
+        let body = file_body(io::Cursor::new(vec![1u8; 10]), 0, 20);
+        assert!(axum::body::to_bytes(body, usize::MAX).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn pumps_a_body_through_the_channel() {
+        let (tx, rx) = upload_channel();
+        let failure = BodyFailure::default();
+        let reader_failure = failure.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            ChannelReader::new(rx, reader_failure).read_to_end(&mut out).map(|_| out)
+        });
+        pump(Body::from("some bytes"), tx, failure).await;
+        assert_eq!(read.await.unwrap().unwrap(), b"some bytes");
+    }
+}

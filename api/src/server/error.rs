@@ -1,0 +1,167 @@
+//! [`ApiError`]: every failure the API reports, and its one rendering as
+//! `{"error": {"code": "...", "message": "..."}}` with the matching status.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to the client: a status, a stable machine-readable code and a
+/// human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    }
+
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("upload too large: the limit is {limit} bytes"),
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<fsd::Error> for ApiError {
+    fn from(error: fsd::Error) -> ApiError {
+        use fsd::Error as E;
+        let message = error.to_string();
+        let (status, code) = match &error {
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            E::NotADirectory(_) => (StatusCode::CONFLICT, "not_a_directory"),
+            E::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),
+            E::DirectoryNotEmpty(_) => (StatusCode::CONFLICT, "directory_not_empty"),
+            E::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            E::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            E::QuotaExceeded(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            _ => {
+                // Say what failed, with every cause, so the operator's log and the client
+                // both see the whole story.
+                let mut full = message;
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    full.push_str(": ");
+                    full.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                return ApiError::internal(full);
+            }
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> ApiError {
+        ApiError::internal(format!("a storage task failed: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(error: fsd::Error) -> (u16, &'static str) {
+        let api = ApiError::from(error);
+        (api.status.as_u16(), api.code)
+    }
+
+    #[test]
+    fn maps_every_store_error() {
+        let s = || "/x".to_string();
+        assert_eq!(mapped(fsd::Error::NotFound(s())), (404, "not_found"));
+        assert_eq!(mapped(fsd::Error::AlreadyExists(s())), (409, "already_exists"));
+        assert_eq!(mapped(fsd::Error::NotADirectory(s())), (409, "not_a_directory"));
+        assert_eq!(mapped(fsd::Error::IsADirectory(s())), (409, "is_a_directory"));
+        assert_eq!(mapped(fsd::Error::DirectoryNotEmpty(s())), (409, "directory_not_empty"));
+        assert_eq!(mapped(fsd::Error::InvalidPath(s())), (400, "invalid_path"));
+        assert_eq!(mapped(fsd::Error::InvalidArgument(s())), (400, "invalid_request"));
+        assert_eq!(mapped(fsd::Error::TooLarge { limit: 5 }), (413, "too_large"));
+        assert_eq!(mapped(fsd::Error::QuotaExceeded(s())), (507, "quota_exceeded"));
+        assert_eq!(mapped(fsd::Error::Locked(s())), (500, "internal"));
+        assert_eq!(mapped(fsd::Error::Corrupt(s())), (500, "internal"));
+    }
+
+    #[test]
+    fn internal_errors_carry_their_causes() {
+        let error = fsd::Error::Io {
+            context: "writing blob".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        let api = ApiError::from(error);
+        assert_eq!(api.code, "internal");
+        assert_eq!(api.message, "writing blob: disk full");
+    }
+
+    #[tokio::test]
+    async fn renders_the_documented_shape() {
+        let response = ApiError::not_found("no such file or directory: /x").into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            json!({"error": {"code": "not_found", "message": "no such file or directory: /x"}})
+        );
+    }
+
+    #[test]
+    fn unauthorized_asks_for_a_bearer_key() {
+        let response = ApiError::unauthorized("missing key").into_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Installs everything agentbox needs on a Debian 12 machine: the build tools, the filesystem's
+# FUSE pieces, the sandbox and runtimes for code runs, Chromium for browser sessions, and the
+# tools the tests and benchmarks use. Idempotent and quick once done: it checks first and only
+# touches apt (and runs `apt-get update`) when something is missing.
+#
+# Run it as root (or with sudo). It is the one place installs happen: `serve.sh`, `test.sh`
+# and CI all call it.
+set -euo pipefail
+
+BUN_PREFIX=/opt/agentbox/bun
+BUN_VERSION=1.4.5
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() {
+    printf 'setup: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- Debian packages, grouped by what needs them ---------------------------------------------
+
+packages=(
+    # Building the workspace (C for rusqlite's bundled SQLite, pkg-config for libfuse3).
+    build-essential gcc pkg-config ca-certificates git
+    # Filesystem: the FUSE view of an agent's tree (`fsd`).
+    fuse3 libfuse3-dev
+    # Runs: the bubblewrap sandbox and the Python libraries sandboxed code can import.
+    bubblewrap python3 python3-numpy python3-pandas python3-matplotlib python3-requests
+    python3-pil python3-bs4
+    # Browsers: Debian's Chromium (headless-shell added below when the archive has it).
+    chromium
+    # Tests, benchmarks and operations: JSON on the command line, disk baselines, HTTP,
+    # process tools (ps, kill, pgrep) and mount tools (mount, findmnt).
+    jq fio curl procps util-linux
+)
+
+# The Bun runtime for TypeScript runs comes from the npm registry, so npm must exist.
+if ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
+
+installed() {
+    # Prints the names among "$@" that dpkg reports fully installed.
+    # dpkg-query exits non-zero when it has never heard of one of them; that is an answer.
+    { dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true; } |
+        awk '$2 == "installed" { print $1 }'
+}
+
+missing_packages() {
+    local have
+    have=$(installed "$@" | sort -u)
+    local pkg
+    for pkg in "$@"; do
+        grep -qxF "$pkg" <<<"$have" || printf '%s\n' "$pkg"
+    done
+}
+
+has_candidate() {
+    # True when apt knows an installable version of the package.
+    local candidate
+    candidate=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    [[ -n "$candidate" && "$candidate" != "(none)" ]]
+}
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] ||
+        die "$1; run this script as root (sudo $0), which it needs to install system packages"
+}
+
+apt_updated=0
+apt_update() {
+    if [[ $apt_updated -eq 0 ]]; then
+        say "apt-get update"
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        apt_updated=1
+    fi
+}
+
+mapfile -t missing < <(missing_packages "${packages[@]}")
+
+# Browsers: chromium-headless-shell starts faster and uses half the memory, when available.
+if [[ -z "$(installed chromium-headless-shell)" ]]; then
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        need_root "missing Debian packages: ${missing[*]}"
+        apt_update
+    fi
+    if has_candidate chromium-headless-shell; then
+        missing+=(chromium-headless-shell)
+    fi
+fi
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    need_root "missing Debian packages: ${missing[*]}"
+    apt_update
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Filesystem ------------------------------------------------------------------------------
+
+if [[ ! -e /dev/fuse ]]; then
+    say "warning: /dev/fuse is missing; FUSE mounts will fail until the fuse module is loaded"
+fi
+
+# --- Runs: Bun for TypeScript ----------------------------------------------------------------
+
+bun_works() { "$BUN_PREFIX/node_modules/.bin/bun" --version >/dev/null 2>&1; }
+
+if ! bun_works; then
+    need_root "Bun is not installed in $BUN_PREFIX"
+    say "installing bun $BUN_VERSION into $BUN_PREFIX from the npm registry"
+    mkdir -p "$BUN_PREFIX"
+    npm install --prefix "$BUN_PREFIX" --no-audit --no-fund --loglevel=error \
+        "bun@$BUN_VERSION" >/dev/null
+    chmod -R a+rX /opt/agentbox
+    bun_works || die "bun was installed in $BUN_PREFIX but \`bun --version\` fails"
+fi
+if [[ "$(readlink -f /usr/local/bin/bun 2>/dev/null)" != \
+    "$(readlink -f "$BUN_PREFIX/node_modules/.bin/bun")" ]]; then
+    need_root "/usr/local/bin/bun does not point at $BUN_PREFIX"
+    ln -sfn "$BUN_PREFIX/node_modules/.bin/bun" /usr/local/bin/bun
+fi
+bun --version >/dev/null 2>&1 || die "\`bun --version\` fails"
+
+# --- Tests: the Rust toolchain and cargo-nextest ---------------------------------------------
+
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo is missing: install Rust 1.95 or newer with rustup (https://rustup.rs)"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest from crates.io (a few minutes)"
+    cargo install --locked cargo-nextest
+fi
+
+say "everything is installed"

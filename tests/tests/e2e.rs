@@ -1,0 +1,26 @@
+//! End-to-end tests: a real `agentbox serve` process on a loopback port, driven over HTTP
+//! by a real client (and by the `agentbox` command-line client), each test with a data
+//! directory of its own.
+//!
+//! Run them with `cargo nextest run -p e2e`. The crash test (`crash::`) is in the exclusive
+//! group of `.config/nextest.toml`.
+
+#[path = "e2e/support.rs"]
+mod support;
+
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/contract.rs"]
+mod contract;
+#[path = "e2e/crash.rs"]
+mod crash;
+#[path = "e2e/errors.rs"]
+mod errors;
+#[path = "e2e/files.rs"]
+mod files;
+#[path = "e2e/isolation.rs"]
+mod isolation;
+#[path = "e2e/service.rs"]
+mod service;
+#[path = "e2e/snapshots.rs"]
+mod snapshots;
