@@ -43,7 +43,11 @@ impl LocalBlobs {
     pub fn open(root: &Path, tmp: &Path) -> Result<LocalBlobs> {
         fs::create_dir_all(root).map_err(Error::io(format!("creating {}", root.display())))?;
         fs::create_dir_all(tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
-        Ok(LocalBlobs { root: root.to_owned(), tmp: tmp.to_owned(), counter: AtomicU64::new(0) })
+        Ok(LocalBlobs {
+            root: root.to_owned(),
+            tmp: tmp.to_owned(),
+            counter: AtomicU64::new(0),
+        })
     }
 
     fn path_of(&self, hash: &Hash) -> PathBuf {
@@ -59,7 +63,11 @@ impl BlobStore for LocalBlobs {
             return Ok(false);
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{}-{}-{n}", std::process::id(), &hash.to_hex()[..16]));
+        let tmp = self.tmp.join(format!(
+            "{}-{}-{n}",
+            std::process::id(),
+            &hash.to_hex()[..16]
+        ));
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
             file.write_all(data)?;
@@ -71,7 +79,10 @@ impl BlobStore for LocalBlobs {
         };
         write().map_err(|source| {
             let _ = fs::remove_file(&tmp);
-            Error::Io { context: format!("writing blob {hash}"), source }
+            Error::Io {
+                context: format!("writing blob {hash}"),
+                source,
+            }
         })?;
         Ok(true)
     }
@@ -86,9 +97,10 @@ impl BlobStore for LocalBlobs {
 
     fn remove(&self, hash: &Hash) -> Result<()> {
         match fs::remove_file(self.path_of(hash)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                Err(Error::Io { context: format!("removing blob {hash}"), source: error })
-            }
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+                context: format!("removing blob {hash}"),
+                source: error,
+            }),
             _ => Ok(()),
         }
     }
@@ -121,7 +133,9 @@ impl BlobStore for LocalBlobs {
             for entry in fs::read_dir(fan.path()).map_err(Error::io(context()))? {
                 let entry = entry.map_err(Error::io(context()))?;
                 let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-                let Some(hash) = Hash::from_hex(&name) else { continue };
+                let Some(hash) = Hash::from_hex(&name) else {
+                    continue;
+                };
                 let meta = entry.metadata().map_err(Error::io(context()))?;
                 let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
                 out.push((hash, meta.len(), modified));

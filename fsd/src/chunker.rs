@@ -65,7 +65,11 @@ impl Manifest {
     }
 
     fn push(&mut self, hash: Hash, len: u64) {
-        self.chunks.push(ChunkRef { offset: self.size, len, hash });
+        self.chunks.push(ChunkRef {
+            offset: self.size,
+            len,
+            hash,
+        });
         self.size += len;
     }
 }
@@ -81,7 +85,11 @@ pub(crate) fn split(
     sink: &mut ChunkSink<'_>,
 ) -> Result<Manifest> {
     let limit = max_size.unwrap_or(u64::MAX);
-    let mut limited = LimitedReader { inner: reader, remaining: limit, limit };
+    let mut limited = LimitedReader {
+        inner: reader,
+        remaining: limit,
+        limit,
+    };
     let mut head = Vec::with_capacity(WHOLE_FILE_MAX.min(64 * 1024));
     (&mut limited)
         .take(WHOLE_FILE_MAX as u64 + 1)
@@ -152,10 +160,16 @@ impl std::fmt::Display for TooLargeMarker {
 impl std::error::Error for TooLargeMarker {}
 
 fn read_error(error: io::Error) -> Error {
-    if let Some(marker) = error.get_ref().and_then(|e| e.downcast_ref::<TooLargeMarker>()) {
+    if let Some(marker) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<TooLargeMarker>())
+    {
         return Error::TooLarge { limit: marker.0 };
     }
-    Error::Io { context: "reading the content to store".into(), source: error }
+    Error::Io {
+        context: "reading the content to store".into(),
+        source: error,
+    }
 }
 
 #[cfg(test)]
@@ -166,7 +180,9 @@ mod tests {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..len)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 33) as u8
             })
             .collect()
@@ -210,7 +226,11 @@ mod tests {
         data[4 * 1024 * 1024] ^= 0xff;
         let after = chunk(&data);
         let old: std::collections::HashSet<_> = before.chunks.iter().map(|c| c.hash).collect();
-        let new = after.chunks.iter().filter(|c| !old.contains(&c.hash)).count();
+        let new = after
+            .chunks
+            .iter()
+            .filter(|c| !old.contains(&c.hash))
+            .count();
         assert!((1..=2).contains(&new), "{new} new chunks");
         assert_ne!(before.content_hash(), after.content_hash());
     }
@@ -222,7 +242,11 @@ mod tests {
         assert!(matches!(result, Err(Error::TooLarge { limit: 999 })));
         assert!(split(&mut &data[..], Some(1000), &mut |_, _| Ok(())).is_ok());
         let big = pseudo_random(WHOLE_FILE_MAX * 3, 5);
-        let result = split(&mut &big[..], Some(WHOLE_FILE_MAX as u64 * 2), &mut |_, _| Ok(()));
+        let result = split(
+            &mut &big[..],
+            Some(WHOLE_FILE_MAX as u64 * 2),
+            &mut |_, _| Ok(()),
+        );
         assert!(matches!(result, Err(Error::TooLarge { .. })));
     }
 }

@@ -59,7 +59,11 @@ fn walk(
                 let (name, a) = &old_children[i];
                 let b = &new_children[j].1;
                 let child = path.join(name);
-                if a.kind != b.kind || a.mode != b.mode || a.content != b.content || a.target != b.target {
+                if a.kind != b.kind
+                    || a.mode != b.mode
+                    || a.content != b.content
+                    || a.target != b.target
+                {
                     out.push(entry(&child, Change::Modified, b));
                 }
                 let sub = |row: &InodeRow| (row.kind == FileType::Directory).then_some(row.ino);
@@ -75,5 +79,9 @@ fn walk(
 }
 
 fn entry(path: &FsPath, change: Change, row: &InodeRow) -> DiffEntry {
-    DiffEntry { path: path.to_string(), change, kind: row.kind }
+    DiffEntry {
+        path: path.to_string(),
+        change,
+        kind: row.kind,
+    }
 }

@@ -68,9 +68,15 @@ impl Index {
 
     /// Runs `f` in one write transaction; commits if it returns `Ok`, rolls back otherwise.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&Tx { conn: &tx, now: now_ns() })?;
+        let value = f(&Tx {
+            conn: &tx,
+            now: now_ns(),
+        })?;
         tx.commit()?;
         Ok(value)
     }
@@ -84,7 +90,10 @@ impl Index {
         };
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let value = f(&Tx { conn: &tx, now: now_ns() })?;
+            let value = f(&Tx {
+                conn: &tx,
+                now: now_ns(),
+            })?;
             tx.commit()?;
             Ok(value)
         })();
@@ -150,5 +159,10 @@ pub(crate) fn random_id(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; len * 2];
     let _ = getrandom::fill(&mut bytes);
-    bytes.iter().filter(|b| **b < 252).take(len).map(|b| ALPHABET[(*b % 36) as usize] as char).collect()
+    bytes
+        .iter()
+        .filter(|b| **b < 252)
+        .take(len)
+        .map(|b| ALPHABET[(*b % 36) as usize] as char)
+        .collect()
 }

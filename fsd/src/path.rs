@@ -18,7 +18,9 @@ pub struct FsPath {
 
 impl FsPath {
     pub fn root() -> FsPath {
-        FsPath { segments: Vec::new() }
+        FsPath {
+            segments: Vec::new(),
+        }
     }
 
     /// Parses an absolute path. A single trailing `/` is accepted (`/a/` is `/a`).
@@ -61,7 +63,12 @@ impl FsPath {
     /// The parent path and the last segment; `None` for the root.
     pub fn split_last(&self) -> Option<(FsPath, &[u8])> {
         let (last, parent) = self.segments.split_last()?;
-        Some((FsPath { segments: parent.to_vec() }, last))
+        Some((
+            FsPath {
+                segments: parent.to_vec(),
+            },
+            last,
+        ))
     }
 
     pub fn join(&self, name: &[u8]) -> FsPath {

@@ -18,7 +18,13 @@ pub struct FileReader {
 
 impl FileReader {
     pub(crate) fn new(store: Store, manifest: Manifest, hash: Hash) -> FileReader {
-        FileReader { store, manifest, hash, pos: 0, cached: None }
+        FileReader {
+            store,
+            manifest,
+            hash,
+            pos: 0,
+            cached: None,
+        }
     }
 
     /// The file's size in bytes.
@@ -43,14 +49,28 @@ impl Read for FileReader {
         }
         let index = self.manifest.chunk_at(self.pos).unwrap_or(0);
         let chunk = self.manifest.chunks[index];
-        if self.cached.as_ref().is_none_or(|(cached, _)| *cached != index) {
-            let bytes = self.store.blob(&chunk.hash, chunk.len).map_err(io::Error::other)?;
+        if self
+            .cached
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != index)
+        {
+            let bytes = self
+                .store
+                .blob(&chunk.hash, chunk.len)
+                .map_err(io::Error::other)?;
             if bytes.len() as u64 != chunk.len {
-                return Err(io::Error::other(Error::Corrupt(format!("blob {} has the wrong size", chunk.hash))));
+                return Err(io::Error::other(Error::Corrupt(format!(
+                    "blob {} has the wrong size",
+                    chunk.hash
+                ))));
             }
             self.cached = Some((index, bytes));
         }
-        let bytes = self.cached.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
+        let bytes = self
+            .cached
+            .as_ref()
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or_default();
         let from = (self.pos - chunk.offset) as usize;
         let n = buf.len().min(bytes.len() - from);
         buf[..n].copy_from_slice(&bytes[from..from + n]);
@@ -66,7 +86,8 @@ impl Seek for FileReader {
             SeekFrom::End(delta) => self.manifest.size.checked_add_signed(delta),
             SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
         };
-        let target = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        let target = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.pos = target;
         Ok(target)
     }

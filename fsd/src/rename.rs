@@ -5,13 +5,20 @@ use crate::{Error, FileType, FsPath, RenameMode, Result};
 
 pub(crate) fn rename(tree: &Tree<'_>, from: &FsPath, to: &FsPath, mode: RenameMode) -> Result<()> {
     let (from_dir, from_name) = tree.resolve_parent(from)?;
-    let source_ino = tree.lookup(from_dir.ino, from_name)?.ok_or_else(|| Error::NotFound(from.to_string()))?;
+    let source_ino = tree
+        .lookup(from_dir.ino, from_name)?
+        .ok_or_else(|| Error::NotFound(from.to_string()))?;
     let (to_dir, to_name) = tree.resolve_parent(to)?;
     let source = tree.get(source_ino)?;
     if source.kind == FileType::Directory && tree.is_ancestor(source_ino, to_dir.ino)? {
-        return Err(Error::InvalidArgument(format!("cannot move {from} inside itself")));
+        return Err(Error::InvalidArgument(format!(
+            "cannot move {from} inside itself"
+        )));
     }
-    let dest = tree.lookup(to_dir.ino, to_name)?.map(|ino| tree.get(ino)).transpose()?;
+    let dest = tree
+        .lookup(to_dir.ino, to_name)?
+        .map(|ino| tree.get(ino))
+        .transpose()?;
     let now = tree.tx.now;
     match (mode, dest) {
         (RenameMode::Exchange, None) => return Err(Error::NotFound(to.to_string())),
@@ -20,7 +27,9 @@ pub(crate) fn rename(tree: &Tree<'_>, from: &FsPath, to: &FsPath, mode: RenameMo
                 return Ok(());
             }
             if dest.kind == FileType::Directory && tree.is_ancestor(dest.ino, from_dir.ino)? {
-                return Err(Error::InvalidArgument(format!("cannot move {to} inside itself")));
+                return Err(Error::InvalidArgument(format!(
+                    "cannot move {to} inside itself"
+                )));
             }
             tree.end_dentry(from_dir.ino, from_name)?;
             tree.end_dentry(to_dir.ino, to_name)?;
@@ -44,7 +53,10 @@ pub(crate) fn rename(tree: &Tree<'_>, from: &FsPath, to: &FsPath, mode: RenameMo
             if dest.ino == source.ino {
                 return Ok(());
             }
-            match (source.kind == FileType::Directory, dest.kind == FileType::Directory) {
+            match (
+                source.kind == FileType::Directory,
+                dest.kind == FileType::Directory,
+            ) {
                 (true, false) => return Err(Error::NotADirectory(to.to_string())),
                 (false, true) => return Err(Error::IsADirectory(to.to_string())),
                 (true, true) if tree.has_children(dest.ino)? => {

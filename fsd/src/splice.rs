@@ -39,7 +39,9 @@ impl Edit<'_> {
     /// From here on, new bytes equal old bytes at the same offset.
     fn end(&self, old_size: u64) -> u64 {
         match *self {
-            Edit::Write { offset, data } if offset + (data.len() as u64) < old_size => offset + data.len() as u64,
+            Edit::Write { offset, data } if offset + (data.len() as u64) < old_size => {
+                offset + data.len() as u64
+            }
             _ => self.new_size(old_size),
         }
     }
@@ -49,7 +51,12 @@ impl Edit<'_> {
 pub(crate) type Fetch<'a> = dyn Fn(&Hash, u64) -> Result<Vec<u8>> + 'a;
 
 /// The chunk list of `old` after `edit`; new chunks go to `sink`.
-pub(crate) fn apply(old: &Manifest, edit: Edit<'_>, fetch: &Fetch<'_>, sink: &mut ChunkSink<'_>) -> Result<Manifest> {
+pub(crate) fn apply(
+    old: &Manifest,
+    edit: Edit<'_>,
+    fetch: &Fetch<'_>,
+    sink: &mut ChunkSink<'_>,
+) -> Result<Manifest> {
     let new_size = edit.new_size(old.size);
     let old_is_whole = old.chunks.len() <= 1;
     if new_size as usize <= WHOLE_FILE_MAX || old_is_whole {
@@ -61,7 +68,10 @@ pub(crate) fn apply(old: &Manifest, edit: Edit<'_>, fetch: &Fetch<'_>, sink: &mu
     let end = edit.end(old.size);
     let first = old.chunk_at(start).unwrap_or(0);
     let restart = old.chunks[first].offset;
-    let mut manifest = Manifest { size: 0, chunks: old.chunks[..first].to_vec() };
+    let mut manifest = Manifest {
+        size: 0,
+        chunks: old.chunks[..first].to_vec(),
+    };
     manifest.size = restart;
     let reader = EditedReader::new(old, edit, fetch, restart, new_size);
     let mut resume_at = None;
@@ -103,18 +113,33 @@ struct EditedReader<'a> {
 
 impl<'a> EditedReader<'a> {
     fn new(old: &'a Manifest, edit: Edit<'a>, fetch: &'a Fetch<'a>, pos: u64, size: u64) -> Self {
-        EditedReader { old, edit, fetch, pos, size, cached: None }
+        EditedReader {
+            old,
+            edit,
+            fetch,
+            pos,
+            size,
+            cached: None,
+        }
     }
 
     /// Copies old bytes at `pos` into `buf`; returns how many.
     fn old_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let index = self.old.chunk_at(self.pos).unwrap_or(0);
         let chunk = self.old.chunks[index];
-        if self.cached.as_ref().is_none_or(|(cached, _)| *cached != index) {
+        if self
+            .cached
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != index)
+        {
             let bytes = (self.fetch)(&chunk.hash, chunk.len).map_err(io::Error::other)?;
             self.cached = Some((index, bytes));
         }
-        let bytes = self.cached.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
+        let bytes = self
+            .cached
+            .as_ref()
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or_default();
         let from = (self.pos - chunk.offset) as usize;
         let n = buf.len().min(bytes.len().saturating_sub(from));
         buf[..n].copy_from_slice(&bytes[from..from + n]);
@@ -130,7 +155,9 @@ impl Read for EditedReader<'_> {
         let want = buf.len().min((self.size - self.pos) as usize);
         let buf = &mut buf[..want];
         let n = match self.edit {
-            Edit::Write { offset, data } if self.pos >= offset && self.pos < offset + data.len() as u64 => {
+            Edit::Write { offset, data }
+                if self.pos >= offset && self.pos < offset + data.len() as u64 =>
+            {
                 let from = (self.pos - offset) as usize;
                 let n = buf.len().min(data.len() - from);
                 buf[..n].copy_from_slice(&data[from..from + n]);
@@ -173,7 +200,9 @@ mod tests {
         let mut state = seed;
         (0..len)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 33) as u8
             })
             .collect()
@@ -218,22 +247,67 @@ mod tests {
         assert_eq!(rebuilt.len(), expected.len());
         assert!(rebuilt == expected, "content differs after {edit:?}");
         let mut scratch = HashMap::new();
-        assert_eq!(new, store(&expected, &mut scratch), "chunking is not canonical after {edit:?}");
+        assert_eq!(
+            new,
+            store(&expected, &mut scratch),
+            "chunking is not canonical after {edit:?}"
+        );
     }
 
     #[test]
     fn writes_and_resizes_give_the_canonical_chunking() {
         let big = pseudo_random(3 * 1024 * 1024 + 17, 9);
         let patch = pseudo_random(70_000, 10);
-        check(big.clone(), Edit::Write { offset: 1_500_000, data: &patch });
-        check(big.clone(), Edit::Write { offset: 0, data: &patch[..10] });
-        check(big.clone(), Edit::Write { offset: big.len() as u64 - 5, data: &patch });
-        check(big.clone(), Edit::Write { offset: big.len() as u64 + 100_000, data: &patch });
+        check(
+            big.clone(),
+            Edit::Write {
+                offset: 1_500_000,
+                data: &patch,
+            },
+        );
+        check(
+            big.clone(),
+            Edit::Write {
+                offset: 0,
+                data: &patch[..10],
+            },
+        );
+        check(
+            big.clone(),
+            Edit::Write {
+                offset: big.len() as u64 - 5,
+                data: &patch,
+            },
+        );
+        check(
+            big.clone(),
+            Edit::Write {
+                offset: big.len() as u64 + 100_000,
+                data: &patch,
+            },
+        );
         check(big.clone(), Edit::Resize { size: 1_000_000 });
         check(big.clone(), Edit::Resize { size: 100_000 });
-        check(big.clone(), Edit::Resize { size: big.len() as u64 + 700_000 });
-        check(pseudo_random(100, 11), Edit::Write { offset: 50, data: &patch });
-        check(pseudo_random(200_000, 12), Edit::Write { offset: 190_000, data: &patch });
+        check(
+            big.clone(),
+            Edit::Resize {
+                size: big.len() as u64 + 700_000,
+            },
+        );
+        check(
+            pseudo_random(100, 11),
+            Edit::Write {
+                offset: 50,
+                data: &patch,
+            },
+        );
+        check(
+            pseudo_random(200_000, 12),
+            Edit::Write {
+                offset: 190_000,
+                data: &patch,
+            },
+        );
         check(Vec::new(), Edit::Resize { size: 300_000 });
     }
 }

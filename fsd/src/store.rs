@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::blobs::{BlobStore, LocalBlobs};
 use crate::chunker::{self, INLINE_MAX, Manifest};
-use crate::index::{InodeRow, Index, LIVE_VIEW, NewContent, Tree, Tx};
+use crate::index::{Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
 use crate::splice::{self, Edit};
 use crate::{
     AgentId, AgentInfo, AgentStats, Attr, DiffEntry, DirEntry, Error, FileReader, FileType, FsPath,
@@ -34,7 +34,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durable: true, sweep_grace: Duration::from_secs(3600) }
+        StoreOptions {
+            durable: true,
+            sweep_grace: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -59,7 +62,14 @@ impl Store {
         let blobs = LocalBlobs::open(&dir.join("blobs"), &dir.join("tmp"))?;
         blobs.clean_partial_writes()?;
         let index = Index::open(&dir.join("index.db"), options.durable)?;
-        Ok(Store { inner: Arc::new(Inner { dir: dir.to_owned(), index, blobs: Box::new(blobs), options }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                index,
+                blobs: Box::new(blobs),
+                options,
+            }),
+        })
     }
 
     /// The data directory this store lives in.
@@ -90,7 +100,12 @@ impl Store {
     pub fn fork_agent(&self, source: AgentId, snapshot: &str, new_name: &str) -> Result<AgentInfo> {
         self.index().write(|tx| {
             let snap = tx.require_snapshot(source, snapshot)?;
-            let source_name = tx.agents()?.into_iter().find(|a| a.id == source).map(|a| a.name).unwrap_or_default();
+            let source_name = tx
+                .agents()?
+                .into_iter()
+                .find(|a| a.id == source)
+                .map(|a| a.name)
+                .unwrap_or_default();
             let origin = format!("{source_name}/{}", snap.info.id);
             let agent = tx.create_agent(new_name, Some(&origin), false)?;
             tx.copy_tree(source, &snap, agent.id)?;
@@ -101,7 +116,8 @@ impl Store {
     /// Records a key for `agent`: `key_id` is its public part, `secret_hash` the blake3 of
     /// the whole key. The key itself is never stored.
     pub fn add_key(&self, agent: AgentId, key_id: &str, secret_hash: [u8; 32]) -> Result<()> {
-        self.index().write(|tx| tx.add_key(agent, key_id, &secret_hash))
+        self.index()
+            .write(|tx| tx.add_key(agent, key_id, &secret_hash))
     }
 
     /// The agent owning an unrevoked key with this hash.
@@ -125,7 +141,12 @@ impl Store {
     // ----- reading -----
 
     /// Runs `f` on `agent`'s tree as `view` sees it.
-    fn read_tree<T>(&self, agent: AgentId, view: &View, f: impl FnOnce(&Tree<'_>) -> Result<T>) -> Result<T> {
+    fn read_tree<T>(
+        &self,
+        agent: AgentId,
+        view: &View,
+        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.index().read(|tx| {
             let generation = view_gen(tx, agent, view)?;
             f(&Tree::at(tx, agent, generation))
@@ -144,19 +165,36 @@ impl Store {
             if dir.kind != FileType::Directory {
                 return Err(Error::NotADirectory(path.to_string()));
             }
-            Ok(tree.children(dir.ino)?.into_iter().map(|(name, row)| DirEntry { name, attr: row.attr() }).collect())
+            Ok(tree
+                .children(dir.ino)?
+                .into_iter()
+                .map(|(name, row)| DirEntry {
+                    name,
+                    attr: row.attr(),
+                })
+                .collect())
         })
     }
 
     /// Up to `len` bytes of a file from `offset` (fewer at the end of the file).
-    pub fn read_file(&self, agent: AgentId, path: &FsPath, view: &View, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub fn read_file(
+        &self,
+        agent: AgentId,
+        path: &FsPath,
+        view: &View,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
         let mut reader = self.open_file(agent, path, view)?;
         let end = reader.len().min(offset.saturating_add(len));
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         if offset < end {
             std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset))
                 .map_err(Error::io("seeking in a file"))?;
-            reader.take(end - offset).read_to_end(&mut out).map_err(Error::io(format!("reading {path}")))?;
+            reader
+                .take(end - offset)
+                .read_to_end(&mut out)
+                .map_err(Error::io(format!("reading {path}")))?;
         }
         Ok(out)
     }
@@ -171,7 +209,9 @@ impl Store {
                 FileType::File => {}
                 FileType::Directory => return Err(Error::IsADirectory(path.to_string())),
                 FileType::Symlink => {
-                    return Err(Error::InvalidArgument(format!("{path} is a symlink; read its target instead")));
+                    return Err(Error::InvalidArgument(format!(
+                        "{path} is a symlink; read its target instead"
+                    )));
                 }
             }
             let hash = row.content.unwrap_or_else(|| Hash::of(b""));
@@ -193,7 +233,8 @@ impl Store {
     pub fn readlink(&self, agent: AgentId, path: &FsPath, view: &View) -> Result<Vec<u8>> {
         self.read_tree(agent, view, |tree| {
             let row = tree.resolve(path)?;
-            row.target.ok_or_else(|| Error::InvalidArgument(format!("{path} is not a symlink")))
+            row.target
+                .ok_or_else(|| Error::InvalidArgument(format!("{path} is not a symlink")))
         })
     }
 
@@ -201,7 +242,10 @@ impl Store {
 
     /// Puts new chunks in the blob store (or keeps small ones for the index) and makes
     /// them durable.
-    fn store_chunks(&self, produce: impl FnOnce(&mut chunker::ChunkSink<'_>) -> Result<Manifest>) -> Result<NewContent> {
+    fn store_chunks(
+        &self,
+        produce: impl FnOnce(&mut chunker::ChunkSink<'_>) -> Result<Manifest>,
+    ) -> Result<NewContent> {
         let mut inline = Vec::new();
         let mut wrote = false;
         let blobs = &self.inner.blobs;
@@ -246,16 +290,23 @@ impl Store {
         let size = content.manifest.size;
         self.change(agent, |tree| {
             let hash = tree.tx.add_content(&content, self.inner.blobs.as_ref())?;
-            let (parent_path, name) = path.split_last().ok_or_else(|| Error::IsADirectory("/".into()))?;
+            let (parent_path, name) = path
+                .split_last()
+                .ok_or_else(|| Error::IsADirectory("/".into()))?;
             let parent = if options.create_parents {
                 tree.ensure_dirs(&parent_path, 0o755)?
             } else {
                 tree.resolve_parent(path)?.0
             };
             let now = tree.tx.now;
-            let existing = tree.lookup(parent.ino, name)?.map(|ino| tree.get(ino)).transpose()?;
+            let existing = tree
+                .lookup(parent.ino, name)?
+                .map(|ino| tree.get(ino))
+                .transpose()?;
             let row = match existing {
-                Some(row) if row.kind == FileType::Directory => return Err(Error::IsADirectory(path.to_string())),
+                Some(row) if row.kind == FileType::Directory => {
+                    return Err(Error::IsADirectory(path.to_string()));
+                }
                 Some(row) if row.kind == FileType::File => tree.modify(row.ino, |r| {
                     r.content = hash;
                     r.size = size;
@@ -276,13 +327,25 @@ impl Store {
 
     /// Writes `data` at `offset` in an existing file, extending it (with zeros across any
     /// gap) if needed. Only the chunks the range touches are stored anew.
-    pub fn write_at(&self, agent: AgentId, path: &FsPath, offset: u64, data: &[u8]) -> Result<Attr> {
+    pub fn write_at(
+        &self,
+        agent: AgentId,
+        path: &FsPath,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Attr> {
         self.edit_file(agent, path, Edit::Write { offset, data }, |_| {})
     }
 
     /// Applies `edit` to the file at `path` and `also` to its attributes, retrying if the
     /// file changed underneath.
-    fn edit_file(&self, agent: AgentId, path: &FsPath, edit: Edit<'_>, also: impl Fn(&mut InodeRow)) -> Result<Attr> {
+    fn edit_file(
+        &self,
+        agent: AgentId,
+        path: &FsPath,
+        edit: Edit<'_>,
+        also: impl Fn(&mut InodeRow),
+    ) -> Result<Attr> {
         loop {
             let (before, manifest) = self.index().read(|tx| {
                 let row = Tree::at(tx, agent, LIVE_VIEW).resolve(path)?;
@@ -341,11 +404,15 @@ impl Store {
     /// Removes a file, symlink or directory. A non-empty directory needs `recursive`.
     pub fn remove(&self, agent: AgentId, path: &FsPath, recursive: bool) -> Result<()> {
         if path.is_root() {
-            return Err(Error::InvalidArgument("the root directory cannot be removed".into()));
+            return Err(Error::InvalidArgument(
+                "the root directory cannot be removed".into(),
+            ));
         }
         self.change(agent, |tree| {
             let (parent, name) = tree.resolve_parent(path)?;
-            let ino = tree.lookup(parent.ino, name)?.ok_or_else(|| Error::NotFound(path.to_string()))?;
+            let ino = tree
+                .lookup(parent.ino, name)?
+                .ok_or_else(|| Error::NotFound(path.to_string()))?;
             let row = tree.get(ino)?;
             if row.kind == FileType::Directory && tree.has_children(ino)? {
                 if !recursive {
@@ -357,16 +424,26 @@ impl Store {
         })
     }
 
-    pub fn rename(&self, agent: AgentId, from: &FsPath, to: &FsPath, mode: RenameMode) -> Result<()> {
+    pub fn rename(
+        &self,
+        agent: AgentId,
+        from: &FsPath,
+        to: &FsPath,
+        mode: RenameMode,
+    ) -> Result<()> {
         if from.is_root() || to.is_root() {
-            return Err(Error::InvalidArgument("the root directory cannot be moved or replaced".into()));
+            return Err(Error::InvalidArgument(
+                "the root directory cannot be moved or replaced".into(),
+            ));
         }
         self.change(agent, |tree| crate::rename::rename(tree, from, to, mode))
     }
 
     pub fn symlink(&self, agent: AgentId, target: &[u8], link: &FsPath) -> Result<Attr> {
         if target.is_empty() || target.contains(&0) || target.len() > 4096 {
-            return Err(Error::InvalidArgument("a symlink target is 1-4096 bytes without NUL".into()));
+            return Err(Error::InvalidArgument(
+                "a symlink target is 1-4096 bytes without NUL".into(),
+            ));
         }
         self.change(agent, |tree| {
             let (parent, name) = tree.resolve_parent(link)?;
@@ -391,7 +468,9 @@ impl Store {
         self.change(agent, |tree| {
             let source = tree.resolve(existing)?;
             if source.kind == FileType::Directory {
-                return Err(Error::IsADirectory(format!("{existing}: directories cannot be hard-linked")));
+                return Err(Error::IsADirectory(format!(
+                    "{existing}: directories cannot be hard-linked"
+                )));
             }
             let (parent, name) = tree.resolve_parent(new)?;
             if tree.lookup(parent.ino, name)?.is_some() {
@@ -449,16 +528,19 @@ impl Store {
 
     /// Freezes the agent's whole tree. Costs the same for ten files or a million.
     pub fn create_snapshot(&self, agent: AgentId, name: Option<&str>) -> Result<SnapshotInfo> {
-        self.index().write(|tx| Ok(tx.create_snapshot(agent, name)?.info))
+        self.index()
+            .write(|tx| Ok(tx.create_snapshot(agent, name)?.info))
     }
 
     pub fn list_snapshots(&self, agent: AgentId) -> Result<Vec<SnapshotInfo>> {
-        self.index().read(|tx| Ok(tx.snapshots(agent)?.into_iter().map(|s| s.info).collect()))
+        self.index()
+            .read(|tx| Ok(tx.snapshots(agent)?.into_iter().map(|s| s.info).collect()))
     }
 
     /// Looks a snapshot up by id or name.
     pub fn snapshot(&self, agent: AgentId, id_or_name: &str) -> Result<SnapshotInfo> {
-        self.index().read(|tx| Ok(tx.require_snapshot(agent, id_or_name)?.info))
+        self.index()
+            .read(|tx| Ok(tx.require_snapshot(agent, id_or_name)?.info))
     }
 
     pub fn delete_snapshot(&self, agent: AgentId, id_or_name: &str) -> Result<()> {
@@ -517,7 +599,11 @@ impl Store {
     /// Removes blobs unreferenced for longer than the grace period, and blob files no index
     /// row names that are older than it.
     pub fn sweep(&self) -> Result<SweepReport> {
-        crate::fsck::sweep(self.index(), self.inner.blobs.as_ref(), self.inner.options.sweep_grace)
+        crate::fsck::sweep(
+            self.index(),
+            self.inner.blobs.as_ref(),
+            self.inner.options.sweep_grace,
+        )
     }
 
     /// Checks every blob exists and hashes to its name, and every reference resolves.

@@ -24,7 +24,9 @@ impl Hash {
     }
 
     pub fn from_hex(hex: &str) -> Option<Hash> {
-        blake3::Hash::from_hex(hex).ok().map(|h| Hash(*h.as_bytes()))
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| Hash(*h.as_bytes()))
     }
 }
 
@@ -109,7 +111,11 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { create_parents: true, mode: None, max_size: None }
+        WriteOptions {
+            create_parents: true,
+            mode: None,
+            max_size: None,
+        }
     }
 }
 

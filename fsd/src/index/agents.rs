@@ -17,14 +17,21 @@ pub(crate) struct Usage {
 const AGENT_COLUMNS: &str = "id, name, created_at, forked_from";
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentInfo> {
-    Ok(AgentInfo { id: row.get(0)?, name: row.get(1)?, created_at_ns: row.get(2)?, forked_from: row.get(3)? })
+    Ok(AgentInfo {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at_ns: row.get(2)?,
+        forked_from: row.get(3)?,
+    })
 }
 
 /// Agent and snapshot names: 1-64 characters of letters, digits, `_`, `.` and `-`.
 pub(crate) fn validate_label(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !ok {
         return Err(Error::InvalidArgument(format!(
             "{what} name {name:?} must be 1-64 characters of letters, digits, '_', '.' and '-'"
@@ -35,7 +42,12 @@ pub(crate) fn validate_label(what: &str, name: &str) -> Result<()> {
 
 impl Tx<'_> {
     /// Creates an agent row and, unless `with_root` is false (forks copy theirs), its root.
-    pub fn create_agent(&self, name: &str, forked_from: Option<&str>, with_root: bool) -> Result<AgentInfo> {
+    pub fn create_agent(
+        &self,
+        name: &str,
+        forked_from: Option<&str>,
+        with_root: bool,
+    ) -> Result<AgentInfo> {
         validate_label("agent", name)?;
         if self.agent_by_name(name)?.is_some() {
             return Err(Error::AlreadyExists(format!("agent {name}")));
@@ -52,20 +64,31 @@ impl Tx<'_> {
                 params![id, ROOT_INO as i64, super::LIVE, self.now],
             )?;
         }
-        Ok(AgentInfo { id, name: name.to_owned(), created_at_ns: self.now, forked_from: forked_from.map(str::to_owned) })
+        Ok(AgentInfo {
+            id,
+            name: name.to_owned(),
+            created_at_ns: self.now,
+            forked_from: forked_from.map(str::to_owned),
+        })
     }
 
     pub fn agent_by_name(&self, name: &str) -> Result<Option<AgentInfo>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"
+            ))?
             .query_row([name], agent_from_row)
             .optional()?)
     }
 
     pub fn agents(&self) -> Result<Vec<AgentInfo>> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
-        let rows = stmt.query_map([], agent_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
+        let rows = stmt
+            .query_map([], agent_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -103,23 +126,32 @@ impl Tx<'_> {
         )?;
         let rows = stmt
             .query_map([agent], |row| {
-                Ok(KeyInfo { id: row.get(0)?, agent: row.get(1)?, created_at_ns: row.get(2)?, revoked_at_ns: row.get(3)? })
+                Ok(KeyInfo {
+                    id: row.get(0)?,
+                    agent: row.get(1)?,
+                    created_at_ns: row.get(2)?,
+                    revoked_at_ns: row.get(3)?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     pub fn revoke_key(&self, key_id: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .execute("UPDATE keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![key_id, self.now])?
-            == 1)
+        Ok(self.conn.execute(
+            "UPDATE keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![key_id, self.now],
+        )? == 1)
     }
 
     pub fn set_quota(&self, agent: AgentId, quota: Quota) -> Result<()> {
         let changed = self.conn.execute(
             "UPDATE agents SET quota_bytes = ?2, quota_files = ?3 WHERE id = ?1",
-            params![agent, quota.max_bytes.map(|b| b as i64), quota.max_files.map(|f| f as i64)],
+            params![
+                agent,
+                quota.max_bytes.map(|b| b as i64),
+                quota.max_files.map(|f| f as i64)
+            ],
         )?;
         if changed == 0 {
             return Err(Error::NotFound(format!("agent {agent}")));
@@ -140,12 +172,17 @@ impl Tx<'_> {
     }
 
     pub fn usage(&self, agent: AgentId) -> Result<Usage> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached("SELECT used_bytes, used_files, used_dirs FROM agents WHERE id = ?1")?
-            .query_row([agent], |row| Ok(Usage { bytes: row.get(0)?, files: row.get(1)?, dirs: row.get(2)? }))
+            .query_row([agent], |row| {
+                Ok(Usage {
+                    bytes: row.get(0)?,
+                    files: row.get(1)?,
+                    dirs: row.get(2)?,
+                })
+            })
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("agent {agent}")))?)
+            .ok_or_else(|| Error::NotFound(format!("agent {agent}")))
     }
 
     /// Fails with [`Error::QuotaExceeded`] if usage grew past `before` and beyond a quota.

@@ -36,19 +36,27 @@ impl Tx<'_> {
             "INSERT OR IGNORE INTO blobs (hash, size, refs, unreferenced_since, data) \
              VALUES (?1, ?2, 0, unixepoch(), ?3)",
         )?;
-        let mut add_chunk = self
-            .conn
-            .prepare_cached("INSERT INTO content_chunks (content, offset, len, blob) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut add_chunk = self.conn.prepare_cached(
+            "INSERT INTO content_chunks (content, offset, len, blob) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for chunk in &manifest.chunks {
             let inline = (chunk.len as usize) < INLINE_MAX;
-            let provided = content.inline.iter().find(|(h, _)| *h == chunk.hash).map(|(_, b)| b);
+            let provided = content
+                .inline
+                .iter()
+                .find(|(h, _)| *h == chunk.hash)
+                .map(|(_, b)| b);
             if inline && provided.is_none() {
                 // A small chunk kept from the file's previous content: already indexed.
                 if !self.has_blob(&chunk.hash)? {
-                    return Err(Error::Corrupt(format!("bytes of blob {} went missing", chunk.hash)));
+                    return Err(Error::Corrupt(format!(
+                        "bytes of blob {} went missing",
+                        chunk.hash
+                    )));
                 }
             } else {
-                let new_row = add_blob.execute(params![chunk.hash.0.to_vec(), chunk.len as i64, provided])?;
+                let new_row =
+                    add_blob.execute(params![chunk.hash.0.to_vec(), chunk.len as i64, provided])?;
                 // A blob file found on disk before this transaction may have been swept
                 // since; a new row must name a file that exists.
                 if new_row == 1 && !inline && !blobs.contains(&chunk.hash)? {
@@ -58,7 +66,12 @@ impl Tx<'_> {
                     )));
                 }
             }
-            add_chunk.execute(params![hash.0.to_vec(), chunk.offset as i64, chunk.len as i64, chunk.hash.0.to_vec()])?;
+            add_chunk.execute(params![
+                hash.0.to_vec(),
+                chunk.offset as i64,
+                chunk.len as i64,
+                chunk.hash.0.to_vec()
+            ])?;
         }
         Ok(Some(hash))
     }
@@ -74,9 +87,9 @@ impl Tx<'_> {
             .query_row([content.0.to_vec()], |row| row.get(0))
             .optional()?
             .ok_or_else(|| Error::Corrupt(format!("content {content} is missing")))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT offset, len, blob FROM content_chunks WHERE content = ?1 ORDER BY offset")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT offset, len, blob FROM content_chunks WHERE content = ?1 ORDER BY offset",
+        )?;
         let chunks = stmt
             .query_map([content.0.to_vec()], |row| {
                 Ok(ChunkRef {
@@ -86,7 +99,10 @@ impl Tx<'_> {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Manifest { size: size as u64, chunks })
+        Ok(Manifest {
+            size: size as u64,
+            chunks,
+        })
     }
 
     /// The bytes of a blob kept in the index, if it is one.
@@ -137,8 +153,13 @@ impl Tx<'_> {
     }
 
     /// Every blob row: hash, size, inline bytes (if inline), reference count.
-    pub fn all_blobs(&self, mut each: impl FnMut(Hash, u64, Option<Vec<u8>>, i64) -> Result<()>) -> Result<()> {
-        let mut stmt = self.conn.prepare("SELECT hash, size, data, refs FROM blobs")?;
+    pub fn all_blobs(
+        &self,
+        mut each: impl FnMut(Hash, u64, Option<Vec<u8>>, i64) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash, size, data, refs FROM blobs")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let hash = hash_from(Some(row.get(0)?))?.unwrap_or(Hash([0; 32]));
@@ -150,7 +171,9 @@ impl Tx<'_> {
     /// Runs an integrity query that returns one problem description per row.
     pub fn problems(&self, sql: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 

@@ -33,7 +33,9 @@ impl Tx<'_> {
         if let Some(name) = name {
             super::agents::validate_label("snapshot", name)?;
             if name.starts_with("snap_") {
-                return Err(Error::InvalidArgument("snapshot names may not start with 'snap_'".into()));
+                return Err(Error::InvalidArgument(
+                    "snapshot names may not start with 'snap_'".into(),
+                ));
             }
             if self.snapshot(agent, name)?.is_some() {
                 return Err(Error::AlreadyExists(format!("snapshot {name}")));
@@ -50,8 +52,17 @@ impl Tx<'_> {
                 "INSERT INTO snapshots (id, agent_id, name, gen, created_at, files, bytes) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![id, agent, name, generation, self.now, usage.files, usage.bytes])?;
-        self.snapshot(agent, &id)?.ok_or_else(|| Error::Corrupt("a new snapshot vanished".into()))
+            .execute(params![
+                id,
+                agent,
+                name,
+                generation,
+                self.now,
+                usage.files,
+                usage.bytes
+            ])?;
+        self.snapshot(agent, &id)?
+            .ok_or_else(|| Error::Corrupt("a new snapshot vanished".into()))
     }
 
     /// A snapshot of `agent` by id or name.
@@ -67,19 +78,24 @@ impl Tx<'_> {
     }
 
     pub fn require_snapshot(&self, agent: AgentId, id_or_name: &str) -> Result<SnapshotRow> {
-        self.snapshot(agent, id_or_name)?.ok_or_else(|| Error::NotFound(format!("snapshot {id_or_name}")))
+        self.snapshot(agent, id_or_name)?
+            .ok_or_else(|| Error::NotFound(format!("snapshot {id_or_name}")))
     }
 
     pub fn snapshots(&self, agent: AgentId) -> Result<Vec<SnapshotRow>> {
-        let mut stmt =
-            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM snapshots WHERE agent_id = ?1 ORDER BY gen"))?;
-        let rows = stmt.query_map([agent], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM snapshots WHERE agent_id = ?1 ORDER BY gen"
+        ))?;
+        let rows = stmt
+            .query_map([agent], from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     /// Deletes a snapshot and every row version no other snapshot or the live tree sees.
     pub fn delete_snapshot(&self, agent: AgentId, snapshot: &SnapshotRow) -> Result<()> {
-        self.conn.execute("DELETE FROM snapshots WHERE id = ?1", [&snapshot.info.id])?;
+        self.conn
+            .execute("DELETE FROM snapshots WHERE id = ?1", [&snapshot.info.id])?;
         for table in ["inodes", "dentries"] {
             self.conn.execute(
                 &format!(
@@ -94,10 +110,18 @@ impl Tx<'_> {
     }
 
     /// Makes the live rows of `agent` exactly those `snapshot` sees.
-    pub fn restore_snapshot(&self, agent: AgentId, current_gen: i64, snapshot: &SnapshotRow) -> Result<()> {
+    pub fn restore_snapshot(
+        &self,
+        agent: AgentId,
+        current_gen: i64,
+        snapshot: &SnapshotRow,
+    ) -> Result<()> {
         let s = snapshot.generation;
         for (table, columns) in [
-            ("inodes", "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target"),
+            (
+                "inodes",
+                "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target",
+            ),
             ("dentries", "agent_id, parent, name, gen_from, gen_to, ino"),
         ] {
             // Rows live now but born after the snapshot leave the live tree: dropped if no
@@ -131,12 +155,22 @@ impl Tx<'_> {
     }
 
     /// Copies the rows `snapshot` of `source` sees into `target` as its live tree.
-    pub fn copy_tree(&self, source: AgentId, snapshot: &SnapshotRow, target: AgentId) -> Result<()> {
+    pub fn copy_tree(
+        &self,
+        source: AgentId,
+        snapshot: &SnapshotRow,
+        target: AgentId,
+    ) -> Result<()> {
         for (table, columns) in [
-            ("inodes", "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target"),
+            (
+                "inodes",
+                "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target",
+            ),
             ("dentries", "agent_id, parent, name, gen_from, gen_to, ino"),
         ] {
-            let copied = columns.replacen("agent_id", "?3", 1).replace("gen_from, gen_to", &format!("1, {LIVE}"));
+            let copied = columns
+                .replacen("agent_id", "?3", 1)
+                .replace("gen_from, gen_to", &format!("1, {LIVE}"));
             self.conn.execute(
                 &format!(
                     "INSERT INTO {table} ({columns}) SELECT {copied} FROM {table} \

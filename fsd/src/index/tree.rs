@@ -46,7 +46,8 @@ impl InodeRow {
 
 pub(crate) const ROOT_INO: u64 = 1;
 
-const INODE_COLUMNS: &str = "ino, gen_from, kind, mode, size, nlink, atime, mtime, ctime, content, target";
+const INODE_COLUMNS: &str =
+    "ino, gen_from, kind, mode, size, nlink, atime, mtime, ctime, content, target";
 
 fn kind_code(kind: FileType) -> i64 {
     match kind {
@@ -70,7 +71,9 @@ pub(crate) fn hash_from(bytes: Option<Vec<u8>>) -> rusqlite::Result<Option<Hash>
         None => Ok(None),
         Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
             .map(|b| Some(Hash(b)))
-            .map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob)),
+            .map_err(|_| {
+                rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob)
+            }),
     }
 }
 
@@ -109,12 +112,22 @@ impl<'t> Tree<'t> {
             .query_row([agent], |row| row.get(0))
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("agent {agent}")))?;
-        Ok(Tree { tx, agent, generation, view: LIVE_VIEW })
+        Ok(Tree {
+            tx,
+            agent,
+            generation,
+            view: LIVE_VIEW,
+        })
     }
 
     /// The tree as of generation `view`, read-only.
     pub fn at(tx: &'t Tx<'t>, agent: AgentId, view: i64) -> Tree<'t> {
-        Tree { tx, agent, generation: 0, view }
+        Tree {
+            tx,
+            agent,
+            generation: 0,
+            view,
+        }
     }
 
     pub fn generation(&self) -> i64 {
@@ -136,7 +149,7 @@ impl<'t> Tree<'t> {
             .conn
             .prepare_cached(
                 "SELECT ino FROM dentries WHERE agent_id = ?1 AND parent = ?2 AND name = ?3 \
-                 AND gen_from <= ?4 AND gen_to > ?4",
+                 AND gen_from <= ?4 AND +gen_to > ?4",
             )?
             .query_row(params![self.agent, parent as i64, name, self.view], |row| {
                 row.get::<_, i64>(0)
@@ -151,23 +164,27 @@ impl<'t> Tree<'t> {
             .conn
             .prepare_cached(&format!(
                 "SELECT {INODE_COLUMNS} FROM inodes WHERE agent_id = ?1 AND ino = ?2 \
-                 AND gen_from <= ?3 AND gen_to > ?3"
+                 AND gen_from <= ?3 AND +gen_to > ?3"
             ))?
-            .query_row(params![self.agent, ino as i64, self.view], |row| inode_from_row(row, 0))
+            .query_row(params![self.agent, ino as i64, self.view], |row| {
+                inode_from_row(row, 0)
+            })
             .optional()?)
     }
 
     /// An inode that a directory entry names; its absence means a broken index.
     pub fn get(&self, ino: u64) -> Result<InodeRow> {
-        self.inode(ino)?.ok_or_else(|| Error::Corrupt(format!("inode {ino} of agent {} is missing", self.agent)))
+        self.inode(ino)?.ok_or_else(|| {
+            Error::Corrupt(format!("inode {ino} of agent {} is missing", self.agent))
+        })
     }
 
     /// The entries of directory `dir`, sorted by name.
     pub fn children(&self, dir: u64) -> Result<Vec<(Vec<u8>, InodeRow)>> {
         let mut stmt = self.tx.conn.prepare_cached(&format!(
             "SELECT d.name, {} FROM dentries d JOIN inodes i \
-               ON i.agent_id = d.agent_id AND i.ino = d.ino AND i.gen_from <= ?3 AND i.gen_to > ?3 \
-             WHERE d.agent_id = ?1 AND d.parent = ?2 AND d.gen_from <= ?3 AND d.gen_to > ?3 \
+               ON i.agent_id = d.agent_id AND i.ino = d.ino AND i.gen_from <= ?3 AND +i.gen_to > ?3 \
+             WHERE d.agent_id = ?1 AND d.parent = ?2 AND d.gen_from <= ?3 AND +d.gen_to > ?3 \
              ORDER BY d.name",
             INODE_COLUMNS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ")
         ))?;
@@ -185,7 +202,7 @@ impl<'t> Tree<'t> {
             .conn
             .prepare_cached(
                 "SELECT 1 FROM dentries WHERE agent_id = ?1 AND parent = ?2 \
-                 AND gen_from <= ?3 AND gen_to > ?3 LIMIT 1",
+                 AND gen_from <= ?3 AND +gen_to > ?3 LIMIT 1",
             )?
             .query_row(params![self.agent, dir as i64, self.view], |_| Ok(()))
             .optional()?
@@ -210,9 +227,9 @@ impl<'t> Tree<'t> {
 
     /// The directory that holds `path`, and the last segment of `path`.
     pub fn resolve_parent<'p>(&self, path: &'p FsPath) -> Result<(InodeRow, &'p [u8])> {
-        let (parent, name) = path
-            .split_last()
-            .ok_or_else(|| Error::InvalidArgument("the operation needs a path other than /".into()))?;
+        let (parent, name) = path.split_last().ok_or_else(|| {
+            Error::InvalidArgument("the operation needs a path other than /".into())
+        })?;
         let dir = self.resolve(&parent)?;
         if dir.kind != FileType::Directory {
             return Err(Error::NotADirectory(parent.to_string()));
@@ -239,7 +256,9 @@ impl<'t> Tree<'t> {
         let ino: i64 = self
             .tx
             .conn
-            .prepare_cached("UPDATE agents SET next_ino = next_ino + 1 WHERE id = ?1 RETURNING next_ino - 1")?
+            .prepare_cached(
+                "UPDATE agents SET next_ino = next_ino + 1 WHERE id = ?1 RETURNING next_ino - 1",
+            )?
             .query_row([self.agent], |row| row.get(0))?;
         Ok(ino as u64)
     }
@@ -342,14 +361,19 @@ impl<'t> Tree<'t> {
         }
         self.count(&old, -1)?;
         self.count(&new, 1)?;
-        Ok(InodeRow { gen_from: self.generation, ..new })
+        Ok(InodeRow {
+            gen_from: self.generation,
+            ..new
+        })
     }
 
     fn close_inode(&self, row: &InodeRow) -> Result<()> {
         if row.gen_from == self.generation {
             self.tx
                 .conn
-                .prepare_cached("DELETE FROM inodes WHERE agent_id = ?1 AND ino = ?2 AND gen_from = ?3")?
+                .prepare_cached(
+                    "DELETE FROM inodes WHERE agent_id = ?1 AND ino = ?2 AND gen_from = ?3",
+                )?
                 .execute(params![self.agent, row.ino as i64, row.gen_from])?;
         } else {
             self.tx
@@ -376,7 +400,14 @@ impl<'t> Tree<'t> {
                 "INSERT INTO dentries (agent_id, parent, name, gen_from, gen_to, ino) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![self.agent, parent as i64, name, self.generation, LIVE, ino as i64])?;
+            .execute(params![
+                self.agent,
+                parent as i64,
+                name,
+                self.generation,
+                LIVE,
+                ino as i64
+            ])?;
         Ok(())
     }
 
@@ -386,13 +417,13 @@ impl<'t> Tree<'t> {
         let deleted = conn
             .prepare_cached(&format!(
                 "DELETE FROM dentries WHERE agent_id = ?1 AND parent = ?2 AND name = ?3 \
-                 AND gen_from = ?4 AND gen_to = {LIVE}"
+                 AND gen_from = ?4 AND +gen_to = {LIVE}"
             ))?
             .execute(params![self.agent, parent as i64, name, self.generation])?;
         if deleted == 0 {
             conn.prepare_cached(&format!(
                 "UPDATE dentries SET gen_to = ?4 WHERE agent_id = ?1 AND parent = ?2 AND name = ?3 \
-                 AND gen_to = {LIVE}"
+                 AND +gen_to = {LIVE}"
             ))?
             .execute(params![self.agent, parent as i64, name, self.generation])?;
         }

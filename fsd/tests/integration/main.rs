@@ -9,7 +9,14 @@ use std::time::Duration;
 use fsd::{Error, FsPath, Quota, Store, StoreOptions, View, WriteOptions};
 
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, StoreOptions { durable: false, sweep_grace: Duration::ZERO }).unwrap()
+    Store::open(
+        dir,
+        StoreOptions {
+            durable: false,
+            sweep_grace: Duration::ZERO,
+        },
+    )
+    .unwrap()
 }
 
 fn path(p: &str) -> FsPath {
@@ -17,7 +24,9 @@ fn path(p: &str) -> FsPath {
 }
 
 fn put(store: &Store, agent: i64, p: &str, data: &[u8]) -> fsd::Attr {
-    store.write_file(agent, &path(p), &mut &data[..], &WriteOptions::default()).unwrap()
+    store
+        .write_file(agent, &path(p), &mut &data[..], &WriteOptions::default())
+        .unwrap()
 }
 
 fn read(store: &Store, agent: i64, p: &str, view: &View) -> Vec<u8> {
@@ -28,7 +37,9 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u8
         })
         .collect()
@@ -48,7 +59,10 @@ fn identical_content_is_stored_once_across_files_and_agents() {
     let after_all = store.store_stats().unwrap();
     assert_eq!(after_first.blobs, after_all.blobs);
     assert_eq!(after_first.blob_bytes, after_all.blob_bytes);
-    assert!(after_all.blob_bytes >= data.len() as u64 && after_all.blob_bytes < data.len() as u64 + 1024);
+    assert!(
+        after_all.blob_bytes >= data.len() as u64
+            && after_all.blob_bytes < data.len() as u64 + 1024
+    );
     assert_eq!(read(&store, b, "/deep/three.bin", &View::Live), data);
     let stats = store.agent_stats(a).unwrap();
     assert_eq!(stats.logical_bytes, 2 * data.len() as u64);
@@ -69,10 +83,15 @@ fn one_byte_changed_in_a_50_mb_file_stores_a_few_chunks() {
     let new_blobs = after.blobs - before.blobs;
     let new_bytes = after.blob_bytes - before.blob_bytes;
     assert!((1..=3).contains(&new_blobs), "{new_blobs} new blobs");
-    assert!(new_bytes <= 3 * fsd::CHUNK_MAX as u64, "{new_bytes} new bytes");
+    assert!(
+        new_bytes <= 3 * fsd::CHUNK_MAX as u64,
+        "{new_bytes} new bytes"
+    );
     // The same edit as a ranged write also stores only the touched chunks.
     let before = store.store_stats().unwrap();
-    store.write_at(agent, &path("/big.bin"), 10 * 1024 * 1024, b"edited").unwrap();
+    store
+        .write_at(agent, &path("/big.bin"), 10 * 1024 * 1024, b"edited")
+        .unwrap();
     let after = store.store_stats().unwrap();
     assert!(after.blobs - before.blobs <= 3);
     let mut expected = read(&store, agent, "/big-v2.bin", &View::Live);
@@ -97,18 +116,39 @@ fn snapshots_freeze_the_tree_and_restore_it_exactly() {
     let old = View::Snapshot(snap.id.clone());
     assert_eq!(read(&store, agent, "/docs/a.txt", &old), b"first");
     assert_eq!(read(&store, agent, "/docs/a.txt", &View::Live), b"second");
-    assert_eq!(store.list_dir(agent, &path("/docs"), &old).unwrap().len(), 2);
-    let diff = store.diff(agent, &View::Snapshot("before".into()), &View::Live).unwrap();
-    let shown: Vec<_> = diff.iter().map(|d| format!("{} {}", d.change.as_str(), d.path)).collect();
-    assert_eq!(shown, ["modified /docs/a.txt", "removed /docs/b.txt", "added /new.txt"]);
+    assert_eq!(
+        store.list_dir(agent, &path("/docs"), &old).unwrap().len(),
+        2
+    );
+    let diff = store
+        .diff(agent, &View::Snapshot("before".into()), &View::Live)
+        .unwrap();
+    let shown: Vec<_> = diff
+        .iter()
+        .map(|d| format!("{} {}", d.change.as_str(), d.path))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "modified /docs/a.txt",
+            "removed /docs/b.txt",
+            "added /new.txt"
+        ]
+    );
     store.restore_snapshot(agent, "before").unwrap();
     assert_eq!(read(&store, agent, "/docs/a.txt", &View::Live), b"first");
     assert_eq!(read(&store, agent, "/docs/b.txt", &View::Live), b"keep");
-    assert!(matches!(store.stat(agent, &path("/new.txt"), &View::Live), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.stat(agent, &path("/new.txt"), &View::Live),
+        Err(Error::NotFound(_))
+    ));
     assert!(store.diff(agent, &old, &View::Live).unwrap().is_empty());
     assert_eq!(store.agent_stats(agent).unwrap().files, 2);
     store.delete_snapshot(agent, &snap.id).unwrap();
-    assert!(matches!(store.snapshot(agent, &snap.id), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.snapshot(agent, &snap.id),
+        Err(Error::NotFound(_))
+    ));
     assert!(store.fsck().unwrap().is_clean());
 }
 
@@ -121,13 +161,29 @@ fn a_fork_starts_from_a_snapshot_and_goes_its_own_way() {
     let snap = store.create_snapshot(source, None).unwrap();
     put(&store, source, "/state.json", b"{\"step\": 2}");
     let fork = store.fork_agent(source, &snap.id, "fork").unwrap();
-    assert_eq!(fork.forked_from.as_deref(), Some(format!("source/{}", snap.id).as_str()));
-    assert_eq!(read(&store, fork.id, "/state.json", &View::Live), b"{\"step\": 1}");
+    assert_eq!(
+        fork.forked_from.as_deref(),
+        Some(format!("source/{}", snap.id).as_str())
+    );
+    assert_eq!(
+        read(&store, fork.id, "/state.json", &View::Live),
+        b"{\"step\": 1}"
+    );
     put(&store, fork.id, "/only-in-fork", b"x");
-    assert!(store.stat(source, &path("/only-in-fork"), &View::Live).is_err());
-    assert_eq!(read(&store, source, "/state.json", &View::Live), b"{\"step\": 2}");
+    assert!(
+        store
+            .stat(source, &path("/only-in-fork"), &View::Live)
+            .is_err()
+    );
+    assert_eq!(
+        read(&store, source, "/state.json", &View::Live),
+        b"{\"step\": 2}"
+    );
     // Another agent's snapshot is invisible.
-    assert!(matches!(store.snapshot(fork.id, &snap.id), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.snapshot(fork.id, &snap.id),
+        Err(Error::NotFound(_))
+    ));
     assert!(store.fsck().unwrap().is_clean());
 }
 
@@ -136,17 +192,41 @@ fn quotas_refuse_growth_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let agent = store.create_agent("a").unwrap().id;
-    store.set_quota(agent, Quota { max_bytes: Some(1000), max_files: Some(3) }).unwrap();
+    store
+        .set_quota(
+            agent,
+            Quota {
+                max_bytes: Some(1000),
+                max_files: Some(3),
+            },
+        )
+        .unwrap();
     put(&store, agent, "/a", &[1; 600]);
-    let too_big = store.write_file(agent, &path("/b"), &mut &[2u8; 600][..], &WriteOptions::default());
-    assert!(matches!(too_big, Err(Error::QuotaExceeded(_))), "{too_big:?}");
+    let too_big = store.write_file(
+        agent,
+        &path("/b"),
+        &mut &[2u8; 600][..],
+        &WriteOptions::default(),
+    );
+    assert!(
+        matches!(too_big, Err(Error::QuotaExceeded(_))),
+        "{too_big:?}"
+    );
     assert!(store.stat(agent, &path("/b"), &View::Live).is_err());
     put(&store, agent, "/b", &[2; 100]);
     put(&store, agent, "/c", &[3; 100]);
     let too_many = store.mkdir(agent, &path("/d"), false, 0o755);
     assert!(matches!(too_many, Err(Error::QuotaExceeded(_))));
     // Shrinking always works, even over quota.
-    store.set_quota(agent, Quota { max_bytes: Some(10), max_files: Some(1) }).unwrap();
+    store
+        .set_quota(
+            agent,
+            Quota {
+                max_bytes: Some(10),
+                max_files: Some(1),
+            },
+        )
+        .unwrap();
     store.remove(agent, &path("/a"), false).unwrap();
     assert_eq!(store.agent_stats(agent).unwrap().logical_bytes, 200);
 }
@@ -199,23 +279,53 @@ fn bad_names_and_conflicts_are_refused_without_changes() {
     let store = open(dir.path());
     let agent = store.create_agent("a").unwrap().id;
     put(&store, agent, "/file", b"x");
-    let under_file = store.write_file(agent, &path("/file/child"), &mut &b"y"[..], &WriteOptions::default());
+    let under_file = store.write_file(
+        agent,
+        &path("/file/child"),
+        &mut &b"y"[..],
+        &WriteOptions::default(),
+    );
     assert!(matches!(under_file, Err(Error::NotADirectory(_))));
     store.mkdir(agent, &path("/dir/sub"), true, 0o755).unwrap();
-    let onto_dir = store.write_file(agent, &path("/dir"), &mut &b"y"[..], &WriteOptions::default());
+    let onto_dir = store.write_file(
+        agent,
+        &path("/dir"),
+        &mut &b"y"[..],
+        &WriteOptions::default(),
+    );
     assert!(matches!(onto_dir, Err(Error::IsADirectory(_))));
-    assert!(matches!(store.remove(agent, &path("/dir"), false), Err(Error::DirectoryNotEmpty(_))));
     assert!(matches!(
-        store.rename(agent, &path("/dir"), &path("/dir/sub/inside"), Default::default()),
+        store.remove(agent, &path("/dir"), false),
+        Err(Error::DirectoryNotEmpty(_))
+    ));
+    assert!(matches!(
+        store.rename(
+            agent,
+            &path("/dir"),
+            &path("/dir/sub/inside"),
+            Default::default()
+        ),
         Err(Error::InvalidArgument(_))
     ));
     // Symlinks are stored, never followed.
     store.symlink(agent, b"/etc", &path("/link")).unwrap();
-    let through = store.write_file(agent, &path("/link/passwd"), &mut &b"y"[..], &WriteOptions::default());
+    let through = store.write_file(
+        agent,
+        &path("/link/passwd"),
+        &mut &b"y"[..],
+        &WriteOptions::default(),
+    );
     assert!(matches!(through, Err(Error::NotADirectory(_))));
-    assert_eq!(store.readlink(agent, &path("/link"), &View::Live).unwrap(), b"/etc");
-    let names: Vec<_> =
-        store.list_dir(agent, &FsPath::root(), &View::Live).unwrap().iter().map(|e| e.name_lossy()).collect();
+    assert_eq!(
+        store.readlink(agent, &path("/link"), &View::Live).unwrap(),
+        b"/etc"
+    );
+    let names: Vec<_> = store
+        .list_dir(agent, &FsPath::root(), &View::Live)
+        .unwrap()
+        .iter()
+        .map(|e| e.name_lossy())
+        .collect();
     assert_eq!(names, ["dir", "file", "link"]);
     assert!(store.fsck().unwrap().is_clean());
 }
@@ -232,7 +342,10 @@ fn a_reopened_store_has_everything() {
     }
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let agent = store.agent("a").unwrap().unwrap().id;
-    assert_eq!(read(&store, agent, "/x/y.bin", &View::Snapshot("s".into())), data);
+    assert_eq!(
+        read(&store, agent, "/x/y.bin", &View::Snapshot("s".into())),
+        data
+    );
     assert!(store.fsck().unwrap().is_clean());
 }
 

@@ -12,15 +12,44 @@ const NAMES: &[&str] = &["a", "b", "c"];
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Write { path: Vec<String>, data: Data },
-    WriteAt { path: Vec<String>, offset: u64, data: Data },
-    Resize { path: Vec<String>, size: u64 },
-    Mkdir { path: Vec<String>, parents: bool },
-    Remove { path: Vec<String>, recursive: bool },
-    Rename { from: Vec<String>, to: Vec<String>, mode: u8 },
-    Symlink { target: String, path: Vec<String> },
-    Link { existing: Vec<String>, new: Vec<String> },
-    Chmod { path: Vec<String>, mode: u32 },
+    Write {
+        path: Vec<String>,
+        data: Data,
+    },
+    WriteAt {
+        path: Vec<String>,
+        offset: u64,
+        data: Data,
+    },
+    Resize {
+        path: Vec<String>,
+        size: u64,
+    },
+    Mkdir {
+        path: Vec<String>,
+        parents: bool,
+    },
+    Remove {
+        path: Vec<String>,
+        recursive: bool,
+    },
+    Rename {
+        from: Vec<String>,
+        to: Vec<String>,
+        mode: u8,
+    },
+    Symlink {
+        target: String,
+        path: Vec<String>,
+    },
+    Link {
+        existing: Vec<String>,
+        new: Vec<String>,
+    },
+    Chmod {
+        path: Vec<String>,
+        mode: u32,
+    },
     Snapshot,
     Restore(usize),
     DeleteSnapshot(usize),
@@ -39,7 +68,9 @@ impl Data {
         let mut state = u64::from(self.seed) + 1;
         (0..self.len)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 33) as u8
             })
             .collect()
@@ -52,7 +83,10 @@ fn data() -> impl Strategy<Value = Data> {
 }
 
 fn path() -> impl Strategy<Value = Vec<String>> {
-    proptest::collection::vec(proptest::sample::select(NAMES).prop_map(str::to_owned), 1..4)
+    proptest::collection::vec(
+        proptest::sample::select(NAMES).prop_map(str::to_owned),
+        1..4,
+    )
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
@@ -171,7 +205,11 @@ impl Model {
 
     /// `path` and everything beneath it.
     fn subtree(&self, path: &[String]) -> Vec<P> {
-        self.nodes.keys().filter(|k| k.starts_with(path)).cloned().collect()
+        self.nodes
+            .keys()
+            .filter(|k| k.starts_with(path))
+            .cloned()
+            .collect()
     }
 
     fn remove_tree(&mut self, path: &[String]) {
@@ -181,7 +219,11 @@ impl Model {
     }
 
     fn move_tree(&mut self, from: &[String], to: &[String]) {
-        let moved: Vec<_> = self.subtree(from).into_iter().map(|k| (k.clone(), self.nodes.remove(&k))).collect();
+        let moved: Vec<_> = self
+            .subtree(from)
+            .into_iter()
+            .map(|k| (k.clone(), self.nodes.remove(&k)))
+            .collect();
         for (key, node) in moved {
             let mut new_key = to.to_vec();
             new_key.extend_from_slice(&key[from.len()..]);
@@ -192,7 +234,8 @@ impl Model {
     }
 
     fn same_inode(&self, a: &[String], b: &[String]) -> bool {
-        a == b || matches!((self.get(a), self.get(b)), (Some(Node::File(x)), Some(Node::File(y))) if x == y)
+        a == b
+            || matches!((self.get(a), self.get(b)), (Some(Node::File(x)), Some(Node::File(y))) if x == y)
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), Kind> {
@@ -231,12 +274,22 @@ impl Model {
                 Node::Dir(_) => Err(Kind::IsDir),
                 Node::Symlink(_) => Ok(()),
                 Node::File(id) => {
-                    self.files.get_mut(&id).ok_or(Kind::NotFound)?.0.resize(*size as usize, 0);
+                    self.files
+                        .get_mut(&id)
+                        .ok_or(Kind::NotFound)?
+                        .0
+                        .resize(*size as usize, 0);
                     Ok(())
                 }
             },
-            Op::Mkdir { path, parents: true } => self.ensure_dirs(path),
-            Op::Mkdir { path, parents: false } => {
+            Op::Mkdir {
+                path,
+                parents: true,
+            } => self.ensure_dirs(path),
+            Op::Mkdir {
+                path,
+                parents: false,
+            } => {
                 self.resolve_parent(path)?;
                 if self.get(path).is_some() {
                     return Err(Kind::Exists);
@@ -248,7 +301,9 @@ impl Model {
                 self.resolve_parent(path)?;
                 match self.get(path) {
                     None => Err(Kind::NotFound),
-                    Some(Node::Dir(_)) if !recursive && self.has_children(path) => Err(Kind::NotEmpty),
+                    Some(Node::Dir(_)) if !recursive && self.has_children(path) => {
+                        Err(Kind::NotEmpty)
+                    }
                     Some(_) => {
                         self.remove_tree(path);
                         Ok(())
@@ -261,7 +316,8 @@ impl Model {
                 if self.get(path).is_some() {
                     return Err(Kind::Exists);
                 }
-                self.nodes.insert(path.clone(), Node::Symlink(target.clone()));
+                self.nodes
+                    .insert(path.clone(), Node::Symlink(target.clone()));
                 Ok(())
             }
             Op::Link { existing, new } => {
@@ -365,13 +421,21 @@ impl Model {
                         let subdirs = self
                             .nodes
                             .iter()
-                            .filter(|(k, n)| k.len() == key.len() + 1 && k.starts_with(key) && matches!(n, Node::Dir(_)))
+                            .filter(|(k, n)| {
+                                k.len() == key.len() + 1
+                                    && k.starts_with(key)
+                                    && matches!(n, Node::Dir(_))
+                            })
                             .count();
                         format!("dir {mode:o} nlink {}", 2 + subdirs)
                     }
                     Node::File(id) => {
                         let (bytes, mode) = &self.files[id];
-                        format!("file {mode:o} nlink {} {}", links[id], blake3::hash(bytes).to_hex())
+                        format!(
+                            "file {mode:o} nlink {} {}",
+                            links[id],
+                            blake3::hash(bytes).to_hex()
+                        )
                     }
                     Node::Symlink(target) => format!("symlink {target}"),
                 };
@@ -390,7 +454,10 @@ fn dump_store(store: &Store, agent: i64, view: &View) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![FsPath::root()];
     while let Some(dir) = stack.pop() {
-        for entry in store.list_dir(agent, &dir, view).expect("listing a directory") {
+        for entry in store
+            .list_dir(agent, &dir, view)
+            .expect("listing a directory")
+        {
             let path = dir.join(&entry.name);
             let attr = &entry.attr;
             let desc = match attr.kind {
@@ -399,12 +466,21 @@ fn dump_store(store: &Store, agent: i64, view: &View) -> Vec<(String, String)> {
                     format!("dir {:o} nlink {}", attr.mode, attr.nlink)
                 }
                 FileType::File => {
-                    let bytes = store.read_file(agent, &path, view, 0, u64::MAX).expect("reading a file");
+                    let bytes = store
+                        .read_file(agent, &path, view, 0, u64::MAX)
+                        .expect("reading a file");
                     assert_eq!(bytes.len() as u64, attr.size, "size of {path}");
-                    format!("file {:o} nlink {} {}", attr.mode, attr.nlink, blake3::hash(&bytes).to_hex())
+                    format!(
+                        "file {:o} nlink {} {}",
+                        attr.mode,
+                        attr.nlink,
+                        blake3::hash(&bytes).to_hex()
+                    )
                 }
                 FileType::Symlink => {
-                    let target = store.readlink(agent, &path, view).expect("reading a symlink");
+                    let target = store
+                        .readlink(agent, &path, view)
+                        .expect("reading a symlink");
                     format!("symlink {}", String::from_utf8_lossy(&target))
                 }
             };
@@ -417,20 +493,42 @@ fn dump_store(store: &Store, agent: i64, view: &View) -> Vec<(String, String)> {
 
 fn store_apply(store: &Store, agent: i64, op: &Op) -> Result<(), Kind> {
     let result = match op {
-        Op::Write { path, data } => {
-            store.write_file(agent, &fs_path(path), &mut &data.bytes()[..], &WriteOptions::default()).map(drop)
-        }
-        Op::WriteAt { path, offset, data } => store.write_at(agent, &fs_path(path), *offset, &data.bytes()).map(drop),
-        Op::Resize { path, size } => {
-            store.set_attr(agent, &fs_path(path), &SetAttr { size: Some(*size), ..Default::default() }).map(drop)
-        }
-        Op::Mkdir { path, parents } => store.mkdir(agent, &fs_path(path), *parents, 0o755).map(drop),
+        Op::Write { path, data } => store
+            .write_file(
+                agent,
+                &fs_path(path),
+                &mut &data.bytes()[..],
+                &WriteOptions::default(),
+            )
+            .map(drop),
+        Op::WriteAt { path, offset, data } => store
+            .write_at(agent, &fs_path(path), *offset, &data.bytes())
+            .map(drop),
+        Op::Resize { path, size } => store
+            .set_attr(
+                agent,
+                &fs_path(path),
+                &SetAttr {
+                    size: Some(*size),
+                    ..Default::default()
+                },
+            )
+            .map(drop),
+        Op::Mkdir { path, parents } => store
+            .mkdir(agent, &fs_path(path), *parents, 0o755)
+            .map(drop),
         Op::Remove { path, recursive } => store.remove(agent, &fs_path(path), *recursive),
         Op::Rename { from, to, mode } => {
-            let mode = [RenameMode::Replace, RenameMode::NoReplace, RenameMode::Exchange][*mode as usize];
+            let mode = [
+                RenameMode::Replace,
+                RenameMode::NoReplace,
+                RenameMode::Exchange,
+            ][*mode as usize];
             store.rename(agent, &fs_path(from), &fs_path(to), mode)
         }
-        Op::Symlink { target, path } => store.symlink(agent, target.as_bytes(), &fs_path(path)).map(drop),
+        Op::Symlink { target, path } => store
+            .symlink(agent, target.as_bytes(), &fs_path(path))
+            .map(drop),
         Op::Link { existing, new } => {
             let is_symlink = store
                 .stat(agent, &fs_path(existing), &View::Live)
@@ -438,15 +536,27 @@ fn store_apply(store: &Store, agent: i64, op: &Op) -> Result<(), Kind> {
             if is_symlink {
                 return Err(Kind::Invalid);
             }
-            store.link(agent, &fs_path(existing), &fs_path(new)).map(drop)
+            store
+                .link(agent, &fs_path(existing), &fs_path(new))
+                .map(drop)
         }
         Op::Chmod { path, mode } => {
-            let is_symlink =
-                store.stat(agent, &fs_path(path), &View::Live).is_ok_and(|a| a.kind == FileType::Symlink);
+            let is_symlink = store
+                .stat(agent, &fs_path(path), &View::Live)
+                .is_ok_and(|a| a.kind == FileType::Symlink);
             if is_symlink {
                 return Ok(());
             }
-            store.set_attr(agent, &fs_path(path), &SetAttr { mode: Some(*mode), ..Default::default() }).map(drop)
+            store
+                .set_attr(
+                    agent,
+                    &fs_path(path),
+                    &SetAttr {
+                        mode: Some(*mode),
+                        ..Default::default()
+                    },
+                )
+                .map(drop)
         }
         Op::Snapshot | Op::Restore(_) | Op::DeleteSnapshot(_) | Op::Fork(_) => Ok(()),
     };
@@ -456,8 +566,14 @@ fn store_apply(store: &Store, agent: i64, op: &Op) -> Result<(), Kind> {
 /// Runs `ops` against a fresh store and the model, panicking at the first difference.
 pub fn run(ops: &[Op]) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Store::open(dir.path(), StoreOptions { durable: false, sweep_grace: Duration::ZERO })
-        .expect("opening the store");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            durable: false,
+            sweep_grace: Duration::ZERO,
+        },
+    )
+    .expect("opening the store");
     let mut agent = store.create_agent("model").expect("creating an agent").id;
     let mut model = Model::new();
     let mut snapshots: Vec<(i64, String, Model)> = Vec::new();
@@ -469,7 +585,9 @@ pub fn run(ops: &[Op]) {
                 snapshots.push((agent, snap.id, model.clone()));
             }
             Op::Restore(i) | Op::DeleteSnapshot(i) | Op::Fork(i) => {
-                let mine: Vec<usize> = (0..snapshots.len()).filter(|j| snapshots[*j].0 == agent).collect();
+                let mine: Vec<usize> = (0..snapshots.len())
+                    .filter(|j| snapshots[*j].0 == agent)
+                    .collect();
                 if mine.is_empty() {
                     continue;
                 }
@@ -486,7 +604,10 @@ pub fn run(ops: &[Op]) {
                     }
                     _ => {
                         forks += 1;
-                        agent = store.fork_agent(agent, &id, &format!("fork{forks}")).expect("fork").id;
+                        agent = store
+                            .fork_agent(agent, &id, &format!("fork{forks}"))
+                            .expect("fork")
+                            .id;
                         model = snap_model;
                     }
                 }
@@ -501,15 +622,28 @@ pub fn run(ops: &[Op]) {
                 }
             }
         }
-        assert_eq!(dump_store(&store, agent, &View::Live), model.dump(), "tree after step {step}: {op:?}");
+        assert_eq!(
+            dump_store(&store, agent, &View::Live),
+            model.dump(),
+            "tree after step {step}: {op:?}"
+        );
     }
     for (owner, id, snap_model) in &snapshots {
         let view = View::Snapshot(id.clone());
-        assert_eq!(dump_store(&store, *owner, &view), snap_model.dump(), "snapshot {id}");
+        assert_eq!(
+            dump_store(&store, *owner, &view),
+            snap_model.dump(),
+            "snapshot {id}"
+        );
     }
     if let Some((owner, id, snap_model)) = snapshots.iter().rev().find(|s| s.0 == agent) {
-        let diff = store.diff(*owner, &View::Snapshot(id.clone()), &View::Live).expect("diff");
-        let shown: Vec<String> = diff.iter().map(|d| format!("{} {}", d.change.as_str(), d.path)).collect();
+        let diff = store
+            .diff(*owner, &View::Snapshot(id.clone()), &View::Live)
+            .expect("diff");
+        let shown: Vec<String> = diff
+            .iter()
+            .map(|d| format!("{} {}", d.change.as_str(), d.path))
+            .collect();
         assert_eq!(shown, model_diff(snap_model, &model), "diff against {id}");
     }
     let report = store.fsck().expect("fsck");
@@ -526,8 +660,13 @@ fn model_diff(old: &Model, new: &Model) -> Vec<String> {
         }
         Node::Symlink(target) => format!("symlink {target}"),
     };
-    let mut keys: Vec<&P> = old.nodes.keys().chain(new.nodes.keys()).filter(|k| !k.is_empty()).collect();
-    keys.sort_by(|a, b| a.cmp(b));
+    let mut keys: Vec<&P> = old
+        .nodes
+        .keys()
+        .chain(new.nodes.keys())
+        .filter(|k| !k.is_empty())
+        .collect();
+    keys.sort();
     keys.dedup();
     let mut out = Vec::new();
     for key in keys {
@@ -535,7 +674,9 @@ fn model_diff(old: &Model, new: &Model) -> Vec<String> {
         match (old.nodes.get(key), new.nodes.get(key)) {
             (Some(_), None) => out.push(format!("removed {path}")),
             (None, Some(_)) => out.push(format!("added {path}")),
-            (Some(a), Some(b)) if describe(old, a) != describe(new, b) => out.push(format!("modified {path}")),
+            (Some(a), Some(b)) if describe(old, a) != describe(new, b) => {
+                out.push(format!("modified {path}"))
+            }
             _ => {}
         }
     }
