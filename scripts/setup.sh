@@ -27,8 +27,9 @@ packages=(
     # Runs: the bubblewrap sandbox and the Python libraries sandboxed code can import.
     bubblewrap python3 python3-numpy python3-pandas python3-matplotlib python3-requests
     python3-pil python3-bs4
-    # Browsers: Debian's Chromium (headless-shell added below when the archive has it).
-    chromium
+    # Browsers: Debian's Chromium (headless-shell added below when the archive has it),
+    # and fonts so that pages render text in screenshots.
+    chromium fonts-liberation
     # Tests, benchmarks and operations: JSON on the command line, disk baselines, HTTP,
     # process tools (ps, kill, pgrep) and mount tools (mount, findmnt).
     jq fio curl procps util-linux

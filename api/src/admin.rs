@@ -19,8 +19,14 @@ fn open(data: &DataDirArg, sweep_grace: Duration) -> anyhow::Result<Store> {
             data.data_dir.display()
         );
     }
-    Store::open(&data.data_dir, StoreOptions { durable: true, sweep_grace })
-        .with_context(|| format!("opening {}", data.data_dir.display()))
+    Store::open(
+        &data.data_dir,
+        StoreOptions {
+            durable: true,
+            sweep_grace,
+        },
+    )
+    .with_context(|| format!("opening {}", data.data_dir.display()))
 }
 
 fn open_default(data: &DataDirArg) -> anyhow::Result<Store> {
@@ -45,16 +51,30 @@ fn print_key(agent: &str, key: &str, as_json: bool) {
 }
 
 fn agent_id(store: &Store, name: &str) -> anyhow::Result<fsd::AgentId> {
-    Ok(store.agent(name)?.with_context(|| format!("no agent named {name}"))?.id)
+    Ok(store
+        .agent(name)?
+        .with_context(|| format!("no agent named {name}"))?
+        .id)
 }
 
 pub fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {
     let store = open_default(&args.data)?;
     match args.command {
-        AgentsCommand::Create { name, json, quota_bytes, quota_files } => {
+        AgentsCommand::Create {
+            name,
+            json,
+            quota_bytes,
+            quota_files,
+        } => {
             let agent = store.create_agent(&name)?;
             if quota_bytes.is_some() || quota_files.is_some() {
-                store.set_quota(agent.id, Quota { max_bytes: quota_bytes, max_files: quota_files })?;
+                store.set_quota(
+                    agent.id,
+                    Quota {
+                        max_bytes: quota_bytes,
+                        max_files: quota_files,
+                    },
+                )?;
             }
             let key = issue_key(&store, agent.id)?;
             print_key(&agent.name, &key, json);
@@ -77,7 +97,10 @@ pub fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<24} {:>10} {:>14}  FORKED FROM", "AGENT", "FILES", "BYTES");
+                println!(
+                    "{:<24} {:>10} {:>14}  FORKED FROM",
+                    "AGENT", "FILES", "BYTES"
+                );
                 for a in agents {
                     let stats = store.agent_stats(a.id)?;
                     println!(
@@ -90,7 +113,12 @@ pub fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AgentsCommand::Fork { source, new, snapshot, json } => {
+        AgentsCommand::Fork {
+            source,
+            new,
+            snapshot,
+            json,
+        } => {
             let source_id = agent_id(&store, &source)?;
             let agent = store.fork_agent(source_id, &snapshot, &new)?;
             let key = issue_key(&store, agent.id)?;
@@ -98,8 +126,18 @@ pub fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {
         }
         AgentsCommand::Quota { name, bytes, files } => {
             let id = agent_id(&store, &name)?;
-            store.set_quota(id, Quota { max_bytes: bytes, max_files: files })?;
-            println!("quota of {name}: bytes {}, files {}", show(bytes), show(files));
+            store.set_quota(
+                id,
+                Quota {
+                    max_bytes: bytes,
+                    max_files: files,
+                },
+            )?;
+            println!(
+                "quota of {name}: bytes {}, files {}",
+                show(bytes),
+                show(files)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -118,7 +156,10 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
             print_key(&agent, &key, json);
         }
         KeysCommand::List { agent, json } => {
-            let id = agent.as_deref().map(|name| agent_id(&store, name)).transpose()?;
+            let id = agent
+                .as_deref()
+                .map(|name| agent_id(&store, name))
+                .transpose()?;
             let keys = store.list_keys(id)?;
             if json {
                 let list: Vec<_> = keys
@@ -136,7 +177,11 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{:<10} {:<24} STATUS", "ID", "AGENT");
                 for k in keys {
-                    let status = if k.revoked_at_ns.is_some() { "revoked" } else { "active" };
+                    let status = if k.revoked_at_ns.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
                     println!("{:<10} {:<24} {status}", k.id, k.agent);
                 }
             }
@@ -171,7 +216,10 @@ pub fn fsck(args: FsckArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "checked {} blobs ({} bytes), {} contents, {} inode versions",
-            report.blobs_checked, report.bytes_checked, report.contents_checked, report.inodes_checked
+            report.blobs_checked,
+            report.bytes_checked,
+            report.contents_checked,
+            report.inodes_checked
         );
         if report.orphan_files > 0 {
             println!(
@@ -182,9 +230,20 @@ pub fn fsck(args: FsckArgs) -> anyhow::Result<ExitCode> {
         for problem in &report.problems {
             println!("PROBLEM: {problem}");
         }
-        println!("{}", if report.is_clean() { "clean" } else { "NOT CLEAN" });
+        println!(
+            "{}",
+            if report.is_clean() {
+                "clean"
+            } else {
+                "NOT CLEAN"
+            }
+        );
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {

@@ -39,7 +39,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArg {
     /// The data directory (index, blobs, keys).
-    #[arg(long, env = "AGENTBOX_DATA_DIR", default_value = "./agentbox-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTBOX_DATA_DIR",
+        default_value = "./agentbox-data"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -159,10 +164,15 @@ pub struct GcArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// The server's base URL.
-    #[arg(long, env = "AGENTBOX_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTBOX_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// The agent's API key.
-    #[arg(long, env = "AGENTBOX_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "AGENTBOX_KEY", hide_env_values = true)]
     pub key: Option<String>,
 }
 

@@ -9,6 +9,7 @@ mod http;
 mod print;
 mod progress;
 mod snapshot;
+mod transfer;
 mod upload;
 
 use std::process::ExitCode;
@@ -30,12 +31,12 @@ pub fn fs(args: FsArgs) -> anyhow::Result<ExitCode> {
             local,
             remote,
             json,
-        } => fs::put(&client, &local, &remote, json)?,
+        } => transfer::put(&client, &local, &remote, json)?,
         FsCommand::Get {
             remote,
             local,
             snapshot,
-        } => fs::get(&client, &remote, local.as_deref(), snapshot.as_deref())?,
+        } => transfer::get(&client, &remote, local.as_deref(), snapshot.as_deref())?,
         FsCommand::Rm { path, recursive } => fs::rm(&client, &path, recursive)?,
         FsCommand::Mv {
             from,

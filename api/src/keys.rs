@@ -11,22 +11,12 @@ pub struct NewKey {
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 fn random_string(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
-    // 36 divides 252 evenly enough for keys: reject the top 4 values to stay unbiased.
+    // Bytes of 252 and above are skipped so that `% 36` stays unbiased.
     let mut out = String::with_capacity(len);
-    let mut pool = bytes.into_iter();
     while out.len() < len {
-        let byte = match pool.next() {
-            Some(byte) => byte,
-            None => {
-                let mut more = [0u8; 16];
-                getrandom::fill(&mut more).expect("random source");
-                pool = more.to_vec().into_iter();
-                continue;
-            }
-        };
-        if byte < 252 {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+        for byte in bytes.into_iter().filter(|b| *b < 252).take(len - out.len()) {
             out.push(ALPHABET[(byte % 36) as usize] as char);
         }
     }

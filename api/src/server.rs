@@ -9,6 +9,8 @@
 mod auth;
 mod body;
 mod content_routes;
+mod decode;
+mod drain;
 mod entry;
 mod error;
 mod extract;
@@ -44,12 +46,16 @@ pub use time::rfc3339_ns;
 /// The whole API, ready to serve.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
-    for route in routes::routes(state.limits) {
+    for route in routes::routes() {
         router = router.route(route.path, route.handler);
     }
     router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            drain::drain_unread_body,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -90,7 +96,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr().context("reading the listening address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the listening address")?;
     tracing::info!(%address, "listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -122,8 +130,15 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {}", args.listen))?;
         startup::bootstrap_default_agent(&store, data_dir)?;
         let sweeper = startup::spawn_sweeper(store.clone(), args.sweep_interval_seconds);
-        let limits = Limits { max_file_bytes: args.max_file_bytes };
-        let served = serve(listener, AppState::new(store, limits), startup::shutdown_signal()).await;
+        let limits = Limits {
+            max_file_bytes: args.max_file_bytes,
+        };
+        let served = serve(
+            listener,
+            AppState::new(store, limits),
+            startup::shutdown_signal(),
+        )
+        .await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

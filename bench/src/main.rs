@@ -106,10 +106,8 @@ fn run(args: Args) -> Result<()> {
     let sections = match sections {
         Ok(sections) => sections,
         Err(error) => {
-            return Err(error.context(format!(
-                "the server's log ends with:\n{}",
-                server.log_tail()
-            )));
+            eprintln!("the server's log ends with:\n{}\n", server.log_tail());
+            return Err(error);
         }
     };
     let threads = ctx.plan.threads;

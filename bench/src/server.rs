@@ -19,6 +19,8 @@ use crate::http::Client;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of the server's log shown with an error.
+const LOG_TAIL_LINES: usize = 12;
 
 /// A running `agentbox serve`.
 pub struct Server {
@@ -107,8 +109,9 @@ impl Server {
     /// server's data directory and returns its key.
     pub fn create_agent(&self, name: &str) -> Result<String> {
         let output = Command::new(&self.binary)
-            .args(["agents", "create", name, "--json", "--data-dir"])
+            .args(["agents", "--data-dir"])
             .arg(&self.data_dir)
+            .args(["create", name, "--json"])
             .output()
             .context("running agentbox agents create")?;
         if !output.status.success() {
@@ -134,11 +137,11 @@ impl Server {
             })
     }
 
-    /// The last lines of the server's log, for error messages.
+    /// The last lines of the server's log without terminal colours, for error messages.
     pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let text = strip_colours(&fs::read_to_string(&self.log).unwrap_or_default());
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
     /// Asks the server to shut down (SIGTERM) and waits; kills it if it takes too long.
@@ -174,6 +177,24 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... m`).
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A loopback port nothing listens on right now.
@@ -215,6 +236,14 @@ pub fn memory(pid: u32) -> Result<Memory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_colours() {
+        assert_eq!(
+            strip_colours("\u{1b}[2mtime\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"),
+            "time  INFO x"
+        );
+    }
 
     #[test]
     fn reads_own_memory() {

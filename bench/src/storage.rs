@@ -52,10 +52,10 @@ impl Plan {
             small_size: 4 * KIB,
             small_sequential: 1000,
             small_concurrent: 2000,
-            small_rounds: 3,
+            small_rounds: 5,
             snapshot_scales: vec![1_000, 10_000],
             snapshot_file_size: 2 * KIB,
-            snapshot_runs: 5,
+            snapshot_runs: 7,
             memory_upload: 100 * MIB,
         }
     }

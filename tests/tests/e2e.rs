@@ -10,6 +10,8 @@ mod support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/concurrency.rs"]
+mod concurrency;
 #[path = "e2e/contract.rs"]
 mod contract;
 #[path = "e2e/crash.rs"]

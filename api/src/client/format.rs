@@ -73,6 +73,14 @@ pub fn quote(name: &str) -> String {
     out
 }
 
+/// `key  value` lines, the keys padded to the same width.
+pub fn key_values(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(key, value)| format!("{key:width$}  {value}\n"))
+        .collect()
+}
+
 /// How a table column is aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -208,6 +216,12 @@ mod tests {
         assert_eq!(quote("back\\slash"), "\"back\\\\slash\"");
         assert_eq!(quote("bell\u{7}"), "\"bell\\007\"");
         assert_eq!(quote("c1\u{85}"), "\"c1\\302\\205\"");
+    }
+
+    #[test]
+    fn key_values_line_up() {
+        let text = key_values(&[("path", "/a".to_owned()), ("modified", "now".to_owned())]);
+        assert_eq!(text, "path      /a\nmodified  now\n");
     }
 
     #[test]

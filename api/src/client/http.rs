@@ -142,6 +142,7 @@ fn transport_detail(transport: &ureq::Transport) -> String {
 }
 
 /// The server URL without trailing slashes; `http://` is assumed when no scheme is given.
+/// Only plain http is spoken: this build of the client has no TLS.
 pub fn base_url(url: &str) -> anyhow::Result<String> {
     let url = url.trim().trim_end_matches('/');
     if url.is_empty() {
@@ -157,8 +158,8 @@ pub fn base_url(url: &str) -> anyhow::Result<String> {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        bail!("invalid server URL {url}: the scheme must be http or https");
+    if scheme != "http" {
+        bail!("invalid server URL {url}: this client speaks plain http only");
     }
     Ok(url)
 }
@@ -203,16 +204,8 @@ pub struct ApiError {
     /// was not an agentbox error (a proxy's page, an empty body).
     pub code: Option<String>,
     pub message: String,
-}
-
-impl ApiError {
-    /// What the user can do about it, for the errors where that is clear.
-    fn hint(&self) -> Option<&'static str> {
-        match self.code.as_deref() {
-            Some("unauthorized") => Some("check --key or AGENTBOX_KEY"),
-            _ => None,
-        }
-    }
+    /// What the user can do about it, shown in parentheses after the message.
+    pub hint: Option<&'static str>,
 }
 
 impl fmt::Display for ApiError {
@@ -222,7 +215,7 @@ impl fmt::Display for ApiError {
             Some(code) => write!(f, "{code}: {}", self.message)?,
             None => write!(f, "HTTP {}: {}", self.status, self.message)?,
         }
-        if let Some(hint) = self.hint() {
+        if let Some(hint) = self.hint {
             write!(f, " ({hint})")?;
         }
         Ok(())
@@ -247,10 +240,12 @@ struct ErrorDetail {
 /// is an agentbox error, else the start of whatever the body was, else the status text.
 pub fn parse_error_body(status: u16, status_text: &str, body: &str) -> ApiError {
     if let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(body) {
+        let hint = (error.code == "unauthorized").then_some("check --key or AGENTBOX_KEY");
         return ApiError {
             status,
             code: Some(error.code),
             message: error.message,
+            hint,
         };
     }
     let text = body.trim();
@@ -267,6 +262,7 @@ pub fn parse_error_body(status: u16, status_text: &str, body: &str) -> ApiError 
         status,
         code: None,
         message,
+        hint: None,
     }
 }
 
@@ -339,9 +335,10 @@ mod tests {
             "http://127.0.0.1:8080"
         );
         assert_eq!(
-            base_url("https://box.example/api").unwrap(),
-            "https://box.example/api"
+            base_url("HTTP://box.example/api").unwrap(),
+            "HTTP://box.example/api"
         );
+        assert!(base_url("https://box.example").is_err());
         assert!(base_url("ftp://h").is_err());
         assert!(base_url("").is_err());
     }

@@ -26,8 +26,14 @@ impl FromRequestParts<AppState> for Agent {
             return Err(ApiError::unauthorized("the API key is malformed"));
         }
         let hash = keys::hash(key);
-        match state.blocking(move |store| store.agent_for_key(hash)).await? {
-            Some(info) => Ok(Agent { id: info.id, name: info.name }),
+        match state
+            .blocking(move |store| store.agent_for_key(hash))
+            .await?
+        {
+            Some(info) => Ok(Agent {
+                id: info.id,
+                name: info.name,
+            }),
             None => Err(ApiError::unauthorized("unknown or revoked API key")),
         }
     }
@@ -45,7 +51,9 @@ fn bearer_key(parts: &Parts) -> Result<&str, ApiError> {
         Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => {
             Ok(key.trim())
         }
-        _ => Err(ApiError::unauthorized("the Authorization header must be `Bearer <key>`")),
+        _ => Err(ApiError::unauthorized(
+            "the Authorization header must be `Bearer <key>`",
+        )),
     }
 }
 
@@ -66,7 +74,13 @@ mod tests {
     fn reads_bearer_keys() {
         assert_eq!(bearer_key(&parts(Some("Bearer abx_k"))).unwrap(), "abx_k");
         assert_eq!(bearer_key(&parts(Some("bearer  abx_k "))).unwrap(), "abx_k");
-        for bad in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer   "), Some("abx_k")] {
+        for bad in [
+            None,
+            Some("Basic abc"),
+            Some("Bearer"),
+            Some("Bearer   "),
+            Some("abx_k"),
+        ] {
             let error = bearer_key(&parts(bad)).unwrap_err();
             assert_eq!(error.code, "unauthorized", "{bad:?}");
         }

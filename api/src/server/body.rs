@@ -6,6 +6,9 @@
 //! when the whole body arrived; a client that goes away mid-body makes it fail, and a failed
 //! read makes the store change nothing.
 //!
+//! Whole bodies: [`collect`] reads a body into one buffer, sized from `Content-Length`,
+//! refusing it as soon as it passes its limit.
+//!
 //! Downloads: [`file_body`] reads a file on a blocking thread, 256 KiB at a time, into a
 //! small channel that the response body drains.
 
@@ -15,6 +18,8 @@ use std::sync::{Arc, OnceLock};
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+
+use super::error::ApiError;
 
 /// Frames buffered between the connection and the store while uploading.
 const UPLOAD_FRAMES: usize = 16;
@@ -45,7 +50,12 @@ pub struct ChannelReader {
 
 impl ChannelReader {
     pub fn new(rx: mpsc::Receiver<Frame>, failure: BodyFailure) -> ChannelReader {
-        ChannelReader { rx, current: Bytes::new(), done: false, failure }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+            done: false,
+            failure,
+        }
     }
 }
 
@@ -98,6 +108,32 @@ pub async fn pump(body: Body, tx: mpsc::Sender<Frame>, failure: BodyFailure) {
 /// A channel pair sized for one upload.
 pub fn upload_channel() -> (mpsc::Sender<Frame>, mpsc::Receiver<Frame>) {
     mpsc::channel(UPLOAD_FRAMES)
+}
+
+/// Reads `body` into one buffer of at most `limit` bytes; `declared` is its
+/// `Content-Length`, if given. Over the limit, answers `too_large()`.
+pub async fn collect(
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = declared.map(|d| usize::try_from(d).unwrap_or(usize::MAX));
+    if declared.is_some_and(|declared| declared > limit) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let bytes = frame.map_err(|error| {
+            ApiError::invalid_request(format!("the request body could not be read: {error}"))
+        })?;
+        if buf.len() + bytes.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&bytes);
+    }
+    Ok(buf)
 }
 
 /// A response body of `len` bytes of `reader` from `start`, read on a blocking thread.
@@ -171,7 +207,11 @@ mod tests {
 
     #[test]
     fn reads_frames_until_the_end_marker() {
-        let frames = vec![Frame::Data("hello ".into()), Frame::Data("world".into()), Frame::End];
+        let frames = vec![
+            Frame::Data("hello ".into()),
+            Frame::Data("world".into()),
+            Frame::End,
+        ];
         let (mut reader, failure) = reader_for(frames, true);
         let mut out = String::new();
         reader.read_to_string(&mut out).unwrap();
@@ -203,13 +243,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn collects_bodies_up_to_their_limit() {
+        let too_large = || ApiError::too_large(4);
+        assert_eq!(
+            collect(Body::from("abcd"), 4, Some(4), too_large)
+                .await
+                .unwrap(),
+            b"abcd"
+        );
+        assert_eq!(
+            collect(Body::from("abcde"), 4, None, too_large)
+                .await
+                .unwrap_err()
+                .code,
+            "too_large"
+        );
+        assert_eq!(
+            collect(Body::from("a"), 4, Some(5), too_large)
+                .await
+                .unwrap_err()
+                .code,
+            "too_large"
+        );
+    }
+
+    #[tokio::test]
     async fn pumps_a_body_through_the_channel() {
         let (tx, rx) = upload_channel();
         let failure = BodyFailure::default();
         let reader_failure = failure.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            ChannelReader::new(rx, reader_failure).read_to_end(&mut out).map(|_| out)
+            ChannelReader::new(rx, reader_failure)
+                .read_to_end(&mut out)
+                .map(|_| out)
         });
         pump(Body::from("some bytes"), tx, failure).await;
         assert_eq!(read.await.unwrap().unwrap(), b"some bytes");

@@ -30,23 +30,31 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let path = parse_path(&query.path)?;
     let view = view_of(query.snapshot);
-    let reader = state.blocking(move |store| store.open_file(agent.id, &path, &view)).await?;
+    let reader = state
+        .blocking(move |store| store.open_file(agent.id, &path, &view))
+        .await?;
     let (len, hash) = (reader.len(), reader.hash());
     download(reader, len, &hash, &headers)
 }
 
 /// The response for a download of `reader` (`len` bytes, content hash `hash`) given the
 /// request's conditional and range headers.
-fn download<R>(reader: R, len: u64, hash: &fsd::Hash, headers: &HeaderMap) -> Result<Response, ApiError>
+fn download<R>(
+    reader: R,
+    len: u64,
+    hash: &fsd::Hash,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError>
 where
     R: Read + Seek + Send + 'static,
 {
     let tag = etag(hash);
     let tag_value = HeaderValue::from_str(&tag).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        if if_none_match(value.to_str().unwrap_or(""), &tag) {
-            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag_value)]).into_response());
-        }
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|value| if_none_match(value.to_str().unwrap_or(""), &tag));
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag_value)]).into_response());
     }
     let range = match headers.get(header::RANGE) {
         None => None,
@@ -56,7 +64,9 @@ where
                 .map_err(|_| ApiError::invalid_request("the Range header is not valid text"))?;
             match parse_range(value, len) {
                 Ok(range) => Some(range),
-                Err(RangeError::Invalid(message)) => return Err(ApiError::invalid_request(message)),
+                Err(RangeError::Invalid(message)) => {
+                    return Err(ApiError::invalid_request(message));
+                }
                 Err(RangeError::Unsatisfiable) => {
                     let error = ApiError::new(
                         StatusCode::RANGE_NOT_SATISFIABLE,
@@ -73,11 +83,18 @@ where
         Some(range) => (StatusCode::PARTIAL_CONTENT, range.start, range.len()),
         None => (StatusCode::OK, 0, len),
     };
-    let body = if count == 0 { Body::empty() } else { body::file_body(reader, start, count) };
+    let body = if count == 0 {
+        Body::empty()
+    } else {
+        body::file_body(reader, start, count)
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let out = response.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     out.insert(header::ETAG, tag_value);
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -117,7 +134,11 @@ pub async fn put(
     let (tx, rx) = body::upload_channel();
     let failure = BodyFailure::default();
     let reader_failure = failure.clone();
-    let options = fsd::WriteOptions { create_parents: true, mode, max_size: Some(max) };
+    let options = fsd::WriteOptions {
+        create_parents: true,
+        mode,
+        max_size: Some(max),
+    };
     let written = path.clone();
     let write = state.blocking(move |store| {
         let mut reader = ChannelReader::new(rx, reader_failure);
@@ -134,7 +155,9 @@ pub async fn put(
     match result {
         Ok(attr) => Ok(Json(Written::new(&path, &attr))),
         Err(error) => match failure.get() {
-            Some(why) if error.status.is_server_error() => Err(ApiError::invalid_request(why.clone())),
+            Some(why) if error.status.is_server_error() => {
+                Err(ApiError::invalid_request(why.clone()))
+            }
             _ => Err(error),
         },
     }
@@ -157,7 +180,8 @@ mod tests {
 
     async fn answer(pairs: &[(header::HeaderName, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
         let hash = fsd::Hash::of(DATA);
-        let response = match download(Cursor::new(DATA), DATA.len() as u64, &hash, &request(pairs)) {
+        let response = match download(Cursor::new(DATA), DATA.len() as u64, &hash, &request(pairs))
+        {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
@@ -192,7 +216,11 @@ mod tests {
         let (status, headers, body) = answer(&[(header::RANGE, "bytes=10-")]).await;
         assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(headers[header::CONTENT_RANGE], "bytes */10");
-        assert!(String::from_utf8(body).unwrap().contains("range_not_satisfiable"));
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("range_not_satisfiable")
+        );
         let (status, _, body) = answer(&[(header::RANGE, "bytes=5-1")]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(String::from_utf8(body).unwrap().contains("invalid_request"));

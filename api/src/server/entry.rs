@@ -95,7 +95,11 @@ mod tests {
     #[test]
     fn serialises_files_with_their_hash() {
         let path = fsd::FsPath::parse("/reports/summary.txt").unwrap();
-        let entry = Entry::new(&path, &attr(fsd::FileType::File, Some(fsd::Hash([1; 32]))), None);
+        let entry = Entry::new(
+            &path,
+            &attr(fsd::FileType::File, Some(fsd::Hash([1; 32]))),
+            None,
+        );
         let value = serde_json::to_value(&entry).unwrap();
         assert_eq!(value["name"], "summary.txt");
         assert_eq!(value["path"], "/reports/summary.txt");
@@ -109,11 +113,19 @@ mod tests {
     #[test]
     fn serialises_symlinks_with_their_target_and_the_root_by_its_name() {
         let link = fsd::FsPath::parse("/l").unwrap();
-        let entry = Entry::new(&link, &attr(fsd::FileType::Symlink, None), Some(b"/t".to_vec()));
+        let entry = Entry::new(
+            &link,
+            &attr(fsd::FileType::Symlink, None),
+            Some(b"/t".to_vec()),
+        );
         let value = serde_json::to_value(&entry).unwrap();
         assert_eq!(value["target"], "/t");
         assert!(value.get("hash").is_none());
-        let root = Entry::new(&fsd::FsPath::root(), &attr(fsd::FileType::Directory, None), None);
+        let root = Entry::new(
+            &fsd::FsPath::root(),
+            &attr(fsd::FileType::Directory, None),
+            None,
+        );
         assert_eq!((root.name.as_str(), root.path.as_str()), ("/", "/"));
     }
 }

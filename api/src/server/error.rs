@@ -17,7 +17,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -40,7 +44,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("upload too large: the limit is {limit} bytes"),
+            format!("file too large: the limit is {limit} bytes"),
         )
     }
 
@@ -51,7 +55,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -124,14 +134,35 @@ mod tests {
     fn maps_every_store_error() {
         let s = || "/x".to_string();
         assert_eq!(mapped(fsd::Error::NotFound(s())), (404, "not_found"));
-        assert_eq!(mapped(fsd::Error::AlreadyExists(s())), (409, "already_exists"));
-        assert_eq!(mapped(fsd::Error::NotADirectory(s())), (409, "not_a_directory"));
-        assert_eq!(mapped(fsd::Error::IsADirectory(s())), (409, "is_a_directory"));
-        assert_eq!(mapped(fsd::Error::DirectoryNotEmpty(s())), (409, "directory_not_empty"));
+        assert_eq!(
+            mapped(fsd::Error::AlreadyExists(s())),
+            (409, "already_exists")
+        );
+        assert_eq!(
+            mapped(fsd::Error::NotADirectory(s())),
+            (409, "not_a_directory")
+        );
+        assert_eq!(
+            mapped(fsd::Error::IsADirectory(s())),
+            (409, "is_a_directory")
+        );
+        assert_eq!(
+            mapped(fsd::Error::DirectoryNotEmpty(s())),
+            (409, "directory_not_empty")
+        );
         assert_eq!(mapped(fsd::Error::InvalidPath(s())), (400, "invalid_path"));
-        assert_eq!(mapped(fsd::Error::InvalidArgument(s())), (400, "invalid_request"));
-        assert_eq!(mapped(fsd::Error::TooLarge { limit: 5 }), (413, "too_large"));
-        assert_eq!(mapped(fsd::Error::QuotaExceeded(s())), (507, "quota_exceeded"));
+        assert_eq!(
+            mapped(fsd::Error::InvalidArgument(s())),
+            (400, "invalid_request")
+        );
+        assert_eq!(
+            mapped(fsd::Error::TooLarge { limit: 5 }),
+            (413, "too_large")
+        );
+        assert_eq!(
+            mapped(fsd::Error::QuotaExceeded(s())),
+            (507, "quota_exceeded")
+        );
         assert_eq!(mapped(fsd::Error::Locked(s())), (500, "internal"));
         assert_eq!(mapped(fsd::Error::Corrupt(s())), (500, "internal"));
     }
@@ -151,7 +182,9 @@ mod tests {
     async fn renders_the_documented_shape() {
         let response = ApiError::not_found("no such file or directory: /x").into_response();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             value,

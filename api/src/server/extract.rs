@@ -2,10 +2,10 @@
 //! ([`ApiJson`], [`JsonBytes`]), query strings ([`ApiQuery`]) and path segments ([`ApiPath`]).
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -46,7 +46,10 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
             "request body is larger than the server accepts",
         )
     } else {
-        ApiError::invalid_json(format!("could not read the request body: {}", rejection.body_text()))
+        ApiError::invalid_json(format!(
+            "could not read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -57,23 +60,31 @@ fn missing_content_type() -> ApiError {
 /// A JSON request body kept as raw bytes, so that a large field can be borrowed from it
 /// instead of copied; parse it with [`JsonBytes::parse`].
 #[derive(Debug)]
-pub struct JsonBytes(pub Bytes);
+pub struct JsonBytes(pub Vec<u8>);
 
 impl JsonBytes {
+    /// Checks the content type, then reads the body (see [`super::body::collect`]).
+    pub async fn read(
+        headers: &HeaderMap,
+        body: Body,
+        limit: usize,
+        too_large: impl Fn() -> ApiError,
+    ) -> Result<JsonBytes, ApiError> {
+        if !is_json(headers.get(header::CONTENT_TYPE)) {
+            return Err(missing_content_type());
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        super::body::collect(body, limit, declared, too_large)
+            .await
+            .map(JsonBytes)
+    }
+
     pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.0)
             .map_err(|error| ApiError::invalid_json(format!("invalid JSON body: {error}")))
-    }
-}
-
-impl<S: Send + Sync> FromRequest<S> for JsonBytes {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(missing_content_type());
-        }
-        Bytes::from_request(req, state).await.map(JsonBytes).map_err(bytes_rejection)
     }
 }
 
@@ -81,8 +92,14 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Query-string parameters; any rejection becomes `400 invalid_request`.
@@ -138,7 +155,12 @@ mod tests {
 
     #[test]
     fn recognises_json_content_types() {
-        let yes = ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"];
+        let yes = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ];
         for value in yes {
             assert!(is_json(Some(&HeaderValue::from_static(value))), "{value}");
         }

@@ -4,14 +4,15 @@
 use std::borrow::Cow;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use base64::Engine;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::Deserialize;
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::instrument;
 
 use super::auth::Agent;
+use super::decode;
 use super::entry::{Entry, Written};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, JsonBytes};
@@ -51,12 +52,19 @@ pub struct ListQuery {
     snapshot: Option<String>,
 }
 
+/// A directory listing: `{"path", "entries"}`.
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    path: String,
+    entries: Vec<Entry>,
+}
+
 #[instrument(skip_all, fields(agent = %agent.name, path = %query.path))]
 pub async fn list(
     State(state): State<AppState>,
     agent: Agent,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Listing>, ApiError> {
     let path = parse_path(&query.path)?;
     let view = view_of(query.snapshot);
     let listed = path.clone();
@@ -74,7 +82,10 @@ pub async fn list(
             Ok(entries)
         })
         .await?;
-    Ok(Json(json!({"path": path.to_string(), "entries": entries})))
+    Ok(Json(Listing {
+        path: path.to_string(),
+        entries,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,12 +102,14 @@ pub async fn stat(
 ) -> Result<Json<Entry>, ApiError> {
     let path = parse_path(&query.path)?;
     let view = view_of(query.snapshot);
-    let entry = state.blocking(move |store| Entry::load(store, agent.id, &path, &view)).await?;
+    let entry = state
+        .blocking(move |store| Entry::load(store, agent.id, &path, &view))
+        .await?;
     Ok(Json(entry))
 }
 
-/// `PUT /fs`: the content is borrowed from the request body where it can be, so a large
-/// upload is held once as base64 and once decoded, never more.
+/// `PUT /fs`. The content is borrowed from the request body and decoded in place, so a
+/// large upload is held once, as its base64.
 #[derive(Debug, Deserialize)]
 struct PutFile<'a> {
     path: String,
@@ -105,22 +118,30 @@ struct PutFile<'a> {
     mode: Option<u32>,
 }
 
+/// The largest `PUT /fs` body: the base64 of the largest file, plus room for the rest of
+/// the JSON.
+pub fn base64_body_limit(max_file_bytes: u64) -> usize {
+    let encoded = max_file_bytes.div_ceil(3).saturating_mul(4);
+    usize::try_from(encoded.saturating_add(64 * 1024)).unwrap_or(usize::MAX)
+}
+
 #[instrument(skip_all, fields(agent = %agent.name, path = tracing::field::Empty))]
 pub async fn put(
     State(state): State<AppState>,
     agent: Agent,
-    body: JsonBytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Written>, ApiError> {
     let max = state.limits.max_file_bytes;
-    let (path, mode, bytes) = {
-        let request: PutFile<'_> = body.parse()?;
-        tracing::Span::current().record("path", request.path.as_str());
-        let path = parse_path(&request.path)?;
-        let mode = check_mode(request.mode)?;
-        (path, mode, decode_base64(&request.content, max)?)
+    let limit = base64_body_limit(max);
+    let body = JsonBytes::read(&headers, body, limit, || ApiError::too_large(max)).await?;
+    let (path, mode, bytes) = decode_put(body, max)?;
+    tracing::Span::current().record("path", tracing::field::display(&path));
+    let options = fsd::WriteOptions {
+        create_parents: true,
+        mode,
+        max_size: Some(max),
     };
-    drop(body);
-    let options = fsd::WriteOptions { create_parents: true, mode, max_size: Some(max) };
     let written = path.clone();
     let attr = state
         .blocking(move |store| store.write_file(agent.id, &written, &mut &bytes[..], &options))
@@ -128,32 +149,29 @@ pub async fn put(
     Ok(Json(Written::new(&path, &attr)))
 }
 
-/// Decodes standard base64 (padding optional, whitespace ignored) of at most `max` bytes.
-fn decode_base64(text: &str, max: u64) -> Result<Vec<u8>, ApiError> {
-    const ENGINE: GeneralPurpose = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let text: Cow<'_, str> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
-        Cow::Owned(text.chars().filter(|c| !c.is_ascii_whitespace()).collect())
-    } else {
-        Cow::Borrowed(text)
+/// Parses a `PUT /fs` body and decodes its content, reusing the body's buffer.
+fn decode_put(body: JsonBytes, max: u64) -> Result<(fsd::FsPath, Option<u32>, Vec<u8>), ApiError> {
+    let (path, mode, content) = {
+        let request: PutFile<'_> = body.parse()?;
+        let path = parse_path(&request.path)?;
+        let mode = check_mode(request.mode)?;
+        let content = match request.content {
+            Cow::Borrowed(text) => {
+                let start = text.as_ptr() as usize - body.0.as_ptr() as usize;
+                Ok(start..start + text.len())
+            }
+            Cow::Owned(text) => Err(text),
+        };
+        (path, mode, content)
     };
-    // Every 4 characters decode to 3 bytes, less at most 2 for padding.
-    if (text.len() as u64 / 4 * 3).saturating_sub(2) > max {
-        return Err(ApiError::too_large(max));
-    }
-    let bytes = ENGINE.decode(text.as_bytes()).map_err(|error| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid_base64",
-            format!("`content` is not valid base64: {error}"),
-        )
-    })?;
-    if bytes.len() as u64 > max {
-        return Err(ApiError::too_large(max));
-    }
-    Ok(bytes)
+    let bytes = match content {
+        Ok(range) => decode::decode_in_place(body.0, range, max)?,
+        Err(text) => {
+            drop(body);
+            decode::decode(text, max)?
+        }
+    };
+    Ok((path, mode, bytes))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,10 +189,14 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let path = parse_path(&query.path)?;
     if path.is_root() {
-        return Err(ApiError::invalid_request("the root directory cannot be deleted"));
+        return Err(ApiError::invalid_request(
+            "the root directory cannot be deleted",
+        ));
     }
     let removed = path.clone();
-    state.blocking(move |store| store.remove(agent.id, &removed, query.recursive)).await?;
+    state
+        .blocking(move |store| store.remove(agent.id, &removed, query.recursive))
+        .await?;
     Ok(Json(json!({"path": path.to_string(), "deleted": true})))
 }
 
@@ -232,31 +254,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_base64_leniently_but_refuses_garbage() {
-        assert_eq!(decode_base64("aGVsbG8=", 100).unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVsbG8", 100).unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVs\nbG8=\n", 100).unwrap(), b"hello");
-        assert_eq!(decode_base64("", 100).unwrap(), b"");
-        assert_eq!(decode_base64("not base64!", 100).unwrap_err().code, "invalid_base64");
-        assert_eq!(decode_base64("aGVsbG8=", 4).unwrap_err().code, "too_large");
-        assert_eq!(decode_base64("aGVsbG8=", 5).unwrap(), b"hello");
-        let big = "A".repeat(4000);
-        assert_eq!(decode_base64(&big, 2000).unwrap_err().code, "too_large");
+    fn decodes_put_bodies_in_place_or_from_escaped_strings() {
+        let body = JsonBytes(br#"{"path": "/a", "content": "aGVsbG8=", "mode": 384}"#.to_vec());
+        let (path, mode, bytes) = decode_put(body, 100).unwrap();
+        assert_eq!(
+            (path.to_string(), mode, bytes),
+            ("/a".into(), Some(384), b"hello".to_vec())
+        );
+        let escaped = JsonBytes(br#"{"path": "/a", "content": "aGk\/"}"#.to_vec());
+        assert_eq!(decode_put(escaped, 100).unwrap().2, b"hi?");
+        let bad = JsonBytes(br#"{"path": "/a", "content": "!!"}"#.to_vec());
+        assert_eq!(decode_put(bad, 100).unwrap_err().code, "invalid_base64");
+        let big = JsonBytes(br#"{"path": "/a", "content": "aGVsbG8="}"#.to_vec());
+        assert_eq!(decode_put(big, 4).unwrap_err().code, "too_large");
+    }
+
+    #[test]
+    fn base64_limit_fits_the_largest_file() {
+        assert_eq!(base64_body_limit(3), 4 + 64 * 1024);
+        assert_eq!(base64_body_limit(4), 8 + 64 * 1024);
+        assert_eq!(base64_body_limit(u64::MAX), usize::MAX);
     }
 
     #[test]
     fn borrows_content_from_the_body() {
-        let body = JsonBytes(r#"{"path": "/a", "content": "aGVsbG8="}"#.into());
+        let body = JsonBytes(br#"{"path": "/a", "content": "aGVsbG8="}"#.to_vec());
         let request: PutFile<'_> = body.parse().unwrap();
         assert!(matches!(request.content, Cow::Borrowed(_)));
-        let missing = JsonBytes(r#"{"content": "aGVsbG8="}"#.into());
-        assert_eq!(missing.parse::<PutFile<'_>>().unwrap_err().code, "invalid_json");
+        let missing = JsonBytes(br#"{"content": "aGVsbG8="}"#.to_vec());
+        assert_eq!(
+            missing.parse::<PutFile<'_>>().unwrap_err().code,
+            "invalid_json"
+        );
     }
 
     #[test]
     fn checks_modes_and_views() {
         assert_eq!(check_mode(Some(0o7777)).unwrap(), Some(0o7777));
-        assert_eq!(check_mode(Some(0o10000)).unwrap_err().code, "invalid_request");
+        assert_eq!(
+            check_mode(Some(0o10000)).unwrap_err().code,
+            "invalid_request"
+        );
         assert_eq!(view_of(None), fsd::View::Live);
         assert_eq!(view_of(Some(String::new())), fsd::View::Live);
         assert_eq!(view_of(Some("s1".into())), fsd::View::Snapshot("s1".into()));

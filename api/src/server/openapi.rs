@@ -4,6 +4,8 @@
 use axum::Json;
 use serde_json::{Map, Value, json};
 
+mod schemas;
+
 pub async fn serve() -> Json<Value> {
     Json(document())
 }
@@ -33,7 +35,12 @@ fn path_param() -> Value {
 }
 
 fn snapshot_param() -> Value {
-    query("snapshot", "read the tree as of this snapshot (id or name)", false, "string")
+    query(
+        "snapshot",
+        "read the tree as of this snapshot (id or name)",
+        false,
+        "string",
+    )
 }
 
 /// An operation: `responses` holds the success responses; every documented error status in
@@ -85,11 +92,19 @@ fn error_description(status: u16) -> &'static str {
 }
 
 fn responses(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(status, value)| (status.to_string(), value.clone())).collect()
+    pairs
+        .iter()
+        .map(|(status, value)| (status.to_string(), value.clone()))
+        .collect()
 }
 
 fn path_item(operations: &[(&str, Value)]) -> Value {
-    Value::Object(operations.iter().map(|(m, op)| (m.to_string(), op.clone())).collect())
+    Value::Object(
+        operations
+            .iter()
+            .map(|(m, op)| (m.to_string(), op.clone()))
+            .collect(),
+    )
 }
 
 fn paths() -> Value {
@@ -111,132 +126,281 @@ fn paths() -> Value {
     let mut paths = Map::new();
     let mut add = |path: &str, item: Value| paths.insert(path.to_string(), item);
 
-    add("/healthz", path_item(&[("get", operation("health", "Liveness check", vec![], None,
-        responses(&[("200", ok("the server is up", "Health"))]), &[]))]));
-    add("/openapi.json", path_item(&[("get", operation("openapi", "This document", vec![], None,
-        responses(&[("200", json!({"description": "the OpenAPI document",
-            "content": {"application/json": {"schema": {"type": "object"}}}}))]), &[]))]));
-    add("/v1/compute/fs", path_item(&[
-        ("get", operation("list_directory", "List a directory, sorted by name",
-            vec![query("path", "the directory; defaults to /", false, "string"), snapshot_param()],
-            None, responses(&[("200", ok("the directory's entries", "Listing"))]), &[400, 404, 409])),
-        ("put", operation("write_file", "Write a whole file from base64; parents are created",
-            vec![], Some(json_body(schema("WriteFileRequest"))),
-            responses(&[("200", written.clone())]), &[400, 409, 413, 507])),
-        ("delete", operation("delete", "Delete a file, symlink or directory",
-            vec![path_q("the entry to delete; / is refused"),
-                 query("recursive", "delete a non-empty directory", false, "boolean")],
-            None, responses(&[("200", ok("deleted", "Deleted"))]), &[400, 404, 409])),
-    ]));
-    add("/v1/compute/fs/content", path_item(&[
-        ("get", operation("read_file", "Download a file's bytes",
-            vec![path_q("the file"), snapshot_param(),
-                 header("Range", "one range: bytes=a-b, bytes=a- or bytes=-n"),
-                 header("If-None-Match", "answer 304 if the content still has this ETag")],
-            None, responses(&[("200", raw_file), ("206", partial),
-                ("304", json!({"description": "the content matches If-None-Match"}))]),
-            &[400, 404, 409, 416])),
-        ("put", operation("upload_file", "Write a whole file from the raw body, streamed",
-            vec![path_q("the file to create or replace"),
-                 query("mode", "permission bits for a new file", false, "integer")],
-            Some(json!({"content": {"application/octet-stream":
+    add(
+        "/healthz",
+        path_item(&[(
+            "get",
+            operation(
+                "health",
+                "Liveness check",
+                vec![],
+                None,
+                responses(&[("200", ok("the server is up", "Health"))]),
+                &[],
+            ),
+        )]),
+    );
+    add(
+        "/openapi.json",
+        path_item(&[(
+            "get",
+            operation(
+                "openapi",
+                "This document",
+                vec![],
+                None,
+                responses(&[(
+                    "200",
+                    json!({"description": "the OpenAPI document",
+            "content": {"application/json": {"schema": {"type": "object"}}}}),
+                )]),
+                &[],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/fs",
+        path_item(&[
+            (
+                "get",
+                operation(
+                    "list_directory",
+                    "List a directory, sorted by name",
+                    vec![
+                        query("path", "the directory; defaults to /", false, "string"),
+                        snapshot_param(),
+                    ],
+                    None,
+                    responses(&[("200", ok("the directory's entries", "Listing"))]),
+                    &[400, 404, 409],
+                ),
+            ),
+            (
+                "put",
+                operation(
+                    "write_file",
+                    "Write a whole file from base64; parents are created",
+                    vec![],
+                    Some(json_body(schema("WriteFileRequest"))),
+                    responses(&[("200", written.clone())]),
+                    &[400, 409, 413, 507],
+                ),
+            ),
+            (
+                "delete",
+                operation(
+                    "delete",
+                    "Delete a file, symlink or directory",
+                    vec![
+                        path_q("the entry to delete; / is refused"),
+                        query(
+                            "recursive",
+                            "delete a non-empty directory",
+                            false,
+                            "boolean",
+                        ),
+                    ],
+                    None,
+                    responses(&[("200", ok("deleted", "Deleted"))]),
+                    &[400, 404, 409],
+                ),
+            ),
+        ]),
+    );
+    add(
+        "/v1/compute/fs/content",
+        path_item(&[
+            (
+                "get",
+                operation(
+                    "read_file",
+                    "Download a file's bytes",
+                    vec![
+                        path_q("the file"),
+                        snapshot_param(),
+                        header("Range", "one range: bytes=a-b, bytes=a- or bytes=-n"),
+                        header(
+                            "If-None-Match",
+                            "answer 304 if the content still has this ETag",
+                        ),
+                    ],
+                    None,
+                    responses(&[
+                        ("200", raw_file),
+                        ("206", partial),
+                        (
+                            "304",
+                            json!({"description": "the content matches If-None-Match"}),
+                        ),
+                    ]),
+                    &[400, 404, 409, 416],
+                ),
+            ),
+            (
+                "put",
+                operation(
+                    "upload_file",
+                    "Write a whole file from the raw body, streamed",
+                    vec![
+                        path_q("the file to create or replace"),
+                        query("mode", "permission bits for a new file", false, "integer"),
+                    ],
+                    Some(json!({"content": {"application/octet-stream":
                 {"schema": {"type": "string", "format": "binary"}}}})),
-            responses(&[("200", written)]), &[400, 409, 413, 507])),
-    ]));
-    add("/v1/compute/fs/stat", path_item(&[("get", operation("stat", "One entry's attributes",
-        vec![path_q("the entry"), snapshot_param()], None,
-        responses(&[("200", entry.clone())]), &[400, 404, 409]))]));
-    add("/v1/compute/fs/move", path_item(&[("post", operation("move", "Move or rename",
-        vec![], Some(json_body(schema("MoveRequest"))),
-        responses(&[("200", ok("the moved entry at its new path", "Entry"))]), &[400, 404, 409]))]));
-    add("/v1/compute/fs/mkdir", path_item(&[("post", operation("mkdir", "Create a directory",
-        vec![], Some(json_body(schema("MkdirRequest"))),
-        responses(&[("200", ok("the directory's entry", "Entry"))]), &[400, 404, 409, 507]))]));
-    add("/v1/compute/snapshots", path_item(&[
-        ("post", operation("create_snapshot", "Snapshot the whole tree", vec![],
-            Some(json!({"required": false, "content": {"application/json":
+                    responses(&[("200", written)]),
+                    &[400, 409, 413, 507],
+                ),
+            ),
+        ]),
+    );
+    add(
+        "/v1/compute/fs/stat",
+        path_item(&[(
+            "get",
+            operation(
+                "stat",
+                "One entry's attributes",
+                vec![path_q("the entry"), snapshot_param()],
+                None,
+                responses(&[("200", entry.clone())]),
+                &[400, 404, 409],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/fs/move",
+        path_item(&[(
+            "post",
+            operation(
+                "move",
+                "Move or rename",
+                vec![],
+                Some(json_body(schema("MoveRequest"))),
+                responses(&[("200", ok("the moved entry at its new path", "Entry"))]),
+                &[400, 404, 409],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/fs/mkdir",
+        path_item(&[(
+            "post",
+            operation(
+                "mkdir",
+                "Create a directory",
+                vec![],
+                Some(json_body(schema("MkdirRequest"))),
+                responses(&[("200", ok("the directory's entry", "Entry"))]),
+                &[400, 404, 409, 507],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/snapshots",
+        path_item(&[
+            (
+                "post",
+                operation(
+                    "create_snapshot",
+                    "Snapshot the whole tree",
+                    vec![],
+                    Some(json!({"required": false, "content": {"application/json":
                 {"schema": schema("CreateSnapshotRequest")}}})),
-            responses(&[("201", snapshot.clone())]), &[400, 409])),
-        ("get", operation("list_snapshots", "List snapshots, oldest first", vec![], None,
-            responses(&[("200", ok("the snapshots", "SnapshotList"))]), &[])),
-    ]));
-    add("/v1/compute/snapshots/{id}", path_item(&[
-        ("get", operation("get_snapshot", "One snapshot", vec![path_param()], None,
-            responses(&[("200", snapshot)]), &[404])),
-        ("delete", operation("delete_snapshot", "Delete a snapshot", vec![path_param()], None,
-            responses(&[("200", ok("deleted", "SnapshotDeleted"))]), &[404])),
-    ]));
-    add("/v1/compute/snapshots/{id}/restore", path_item(&[("post", operation("restore_snapshot",
-        "Make the live tree exactly the snapshot", vec![path_param()], None,
-        responses(&[("200", ok("restored", "SnapshotRestored"))]), &[404, 507]))]));
-    add("/v1/compute/snapshots/{id}/diff", path_item(&[("get", operation("diff_snapshot",
-        "Paths added, removed and modified from the snapshot to another or the live tree",
-        vec![path_param(), query("to", "a snapshot id or name; defaults to the live tree", false, "string")],
-        None, responses(&[("200", ok("the differences", "Diff"))]), &[404]))]));
-    add("/v1/compute/usage", path_item(&[("get", operation("usage", "The agent's storage figures",
-        vec![], None, responses(&[("200", ok("usage", "Usage"))]), &[]))]));
+                    responses(&[("201", snapshot.clone())]),
+                    &[400, 409],
+                ),
+            ),
+            (
+                "get",
+                operation(
+                    "list_snapshots",
+                    "List snapshots, oldest first",
+                    vec![],
+                    None,
+                    responses(&[("200", ok("the snapshots", "SnapshotList"))]),
+                    &[],
+                ),
+            ),
+        ]),
+    );
+    add(
+        "/v1/compute/snapshots/{id}",
+        path_item(&[
+            (
+                "get",
+                operation(
+                    "get_snapshot",
+                    "One snapshot",
+                    vec![path_param()],
+                    None,
+                    responses(&[("200", snapshot)]),
+                    &[404],
+                ),
+            ),
+            (
+                "delete",
+                operation(
+                    "delete_snapshot",
+                    "Delete a snapshot",
+                    vec![path_param()],
+                    None,
+                    responses(&[("200", ok("deleted", "SnapshotDeleted"))]),
+                    &[404],
+                ),
+            ),
+        ]),
+    );
+    add(
+        "/v1/compute/snapshots/{id}/restore",
+        path_item(&[(
+            "post",
+            operation(
+                "restore_snapshot",
+                "Make the live tree exactly the snapshot",
+                vec![path_param()],
+                None,
+                responses(&[("200", ok("restored", "SnapshotRestored"))]),
+                &[404, 507],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/snapshots/{id}/diff",
+        path_item(&[(
+            "get",
+            operation(
+                "diff_snapshot",
+                "Paths added, removed and modified from the snapshot to another or the live tree",
+                vec![
+                    path_param(),
+                    query(
+                        "to",
+                        "a snapshot id or name; defaults to the live tree",
+                        false,
+                        "string",
+                    ),
+                ],
+                None,
+                responses(&[("200", ok("the differences", "Diff"))]),
+                &[404],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/usage",
+        path_item(&[(
+            "get",
+            operation(
+                "usage",
+                "The agent's storage figures",
+                vec![],
+                None,
+                responses(&[("200", ok("usage", "Usage"))]),
+                &[],
+            ),
+        )]),
+    );
     Value::Object(paths)
-}
-
-fn schemas() -> Value {
-    let string = json!({"type": "string"});
-    let count = json!({"type": "integer", "minimum": 0});
-    let nullable_count = json!({"type": ["integer", "null"], "minimum": 0});
-    let paths = json!({"type": "array", "items": {"type": "string"}});
-    json!({
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-            "type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "enum": ["invalid_path", "invalid_json", "invalid_base64",
-                    "invalid_request", "unauthorized", "not_found", "method_not_allowed",
-                    "not_a_directory", "is_a_directory", "already_exists", "directory_not_empty",
-                    "too_large", "range_not_satisfiable", "quota_exceeded", "internal"]},
-                "message": string}}}},
-        "Entry": {"type": "object", "required": ["name", "path", "type", "size", "mode", "modified_at"],
-            "properties": {
-                "name": string, "path": string,
-                "type": {"type": "string", "enum": ["file", "directory", "symlink"]},
-                "size": count, "mode": {"type": "integer", "minimum": 0, "maximum": 4095},
-                "modified_at": {"type": "string", "format": "date-time"},
-                "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "files only"},
-                "target": {"type": "string", "description": "symlinks only"}}},
-        "Listing": {"type": "object", "required": ["path", "entries"], "properties": {
-            "path": string, "entries": {"type": "array", "items": schema("Entry")}}},
-        "WriteFileRequest": {"type": "object", "required": ["path", "content"], "properties": {
-            "path": string, "content": {"type": "string", "contentEncoding": "base64"},
-            "mode": {"type": "integer", "minimum": 0, "maximum": 4095}}},
-        "Written": {"type": "object", "required": ["path", "size", "hash"], "properties": {
-            "path": string, "size": count, "hash": string}},
-        "Deleted": {"type": "object", "required": ["path", "deleted"], "properties": {
-            "path": string, "deleted": {"type": "boolean", "const": true}}},
-        "MoveRequest": {"type": "object", "required": ["from", "to"], "properties": {
-            "from": string, "to": string,
-            "overwrite": {"type": "boolean", "default": true}}},
-        "MkdirRequest": {"type": "object", "required": ["path"], "properties": {
-            "path": string, "parents": {"type": "boolean", "default": false}}},
-        "CreateSnapshotRequest": {"type": "object", "properties": {
-            "name": {"type": ["string", "null"]}}},
-        "Snapshot": {"type": "object", "required": ["id", "name", "created_at", "files", "bytes"],
-            "properties": {"id": string, "name": {"type": ["string", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "files": count, "bytes": count}},
-        "SnapshotList": {"type": "object", "required": ["snapshots"], "properties": {
-            "snapshots": {"type": "array", "items": schema("Snapshot")}}},
-        "SnapshotDeleted": {"type": "object", "required": ["id", "deleted"], "properties": {
-            "id": string, "deleted": {"type": "boolean", "const": true}}},
-        "SnapshotRestored": {"type": "object", "required": ["id", "restored"], "properties": {
-            "id": string, "restored": {"type": "boolean", "const": true}}},
-        "Diff": {"type": "object", "required": ["from", "to", "added", "removed", "modified"],
-            "properties": {"from": string, "to": {"type": "string", "description": "a snapshot id or \"live\""},
-                "added": paths, "removed": paths, "modified": paths}},
-        "Usage": {"type": "object", "required": ["agent", "storage"], "properties": {
-            "agent": string, "storage": {"type": "object", "required": ["logical_bytes",
-                "stored_bytes", "files", "directories", "snapshots", "quota_bytes", "quota_files"],
-                "properties": {"logical_bytes": count, "stored_bytes": count, "files": count,
-                    "directories": count, "snapshots": count, "quota_bytes": nullable_count,
-                    "quota_files": nullable_count}}}},
-        "Health": {"type": "object", "required": ["status"], "properties": {
-            "status": {"type": "string", "const": "ok"}}},
-    })
 }
 
 /// The whole document.
@@ -253,12 +417,13 @@ pub fn document() -> Value {
         "paths": paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(),
+            "schemas": schemas::schemas(),
         },
     })
 }
 
 /// Every `(METHOD, path)` the document describes.
+#[cfg(test)]
 pub fn operations(document: &Value) -> Vec<(String, String)> {
     let mut found = Vec::new();
     if let Some(paths) = document["paths"].as_object() {
@@ -286,7 +451,10 @@ mod tests {
                 Value::Object(map) => {
                     if let Some(Value::String(target)) = map.get("$ref") {
                         let name = target.strip_prefix("#/components/schemas/").unwrap();
-                        assert!(document["components"]["schemas"].get(name).is_some(), "{target}");
+                        assert!(
+                            document["components"]["schemas"].get(name).is_some(),
+                            "{target}"
+                        );
                         refs += 1;
                     }
                     stack.extend(map.values());
@@ -305,7 +473,10 @@ mod tests {
             let op = &document["paths"][&path][method.to_ascii_lowercase()];
             assert!(op["operationId"].is_string(), "{method} {path}");
             let responses = op["responses"].as_object().unwrap();
-            assert!(responses.keys().any(|status| status.starts_with('2')), "{method} {path}");
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path}"
+            );
         }
     }
 }

@@ -33,21 +33,30 @@ pub enum RangeError {
 /// the file is clamped to its last byte; a suffix longer than the file is the whole file.
 pub fn parse_range(value: &str, len: u64) -> Result<ByteRange, RangeError> {
     let invalid = |why: &str| RangeError::Invalid(format!("invalid Range header {value:?}: {why}"));
-    let (unit, spec) = value.trim().split_once('=').ok_or_else(|| invalid("expected `bytes=...`"))?;
+    let (unit, spec) = value
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| invalid("expected `bytes=...`"))?;
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return Err(invalid("only `bytes` ranges are supported"));
     }
     if spec.contains(',') {
         return Err(invalid("only a single range is supported"));
     }
-    let (first, last) = spec.trim().split_once('-').ok_or_else(|| invalid("expected `a-b`, `a-` or `-n`"))?;
+    let (first, last) = spec
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| invalid("expected `a-b`, `a-` or `-n`"))?;
     let (first, last) = (first.trim(), last.trim());
     if first.is_empty() {
         let suffix = number(last).ok_or_else(|| invalid("expected a byte count after `-`"))?;
         if suffix == 0 || len == 0 {
             return Err(RangeError::Unsatisfiable);
         }
-        return Ok(ByteRange { start: len.saturating_sub(suffix), end: len - 1 });
+        return Ok(ByteRange {
+            start: len.saturating_sub(suffix),
+            end: len - 1,
+        });
     }
     let start = number(first).ok_or_else(|| invalid("the first byte is not a number"))?;
     let end = if last.is_empty() {
@@ -84,7 +93,10 @@ pub fn if_none_match(value: &str, etag: &str) -> bool {
     if value == "*" {
         return true;
     }
-    value.split(',').map(str::trim).any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 #[cfg(test)]
@@ -113,8 +125,14 @@ mod tests {
 
     #[test]
     fn refuses_ranges_past_the_end() {
-        assert_eq!(parse_range("bytes=100-", 100), Err(RangeError::Unsatisfiable));
-        assert_eq!(parse_range("bytes=100-200", 100), Err(RangeError::Unsatisfiable));
+        assert_eq!(
+            parse_range("bytes=100-", 100),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            parse_range("bytes=100-200", 100),
+            Err(RangeError::Unsatisfiable)
+        );
         assert_eq!(parse_range("bytes=-0", 100), Err(RangeError::Unsatisfiable));
         assert_eq!(parse_range("bytes=0-", 0), Err(RangeError::Unsatisfiable));
         assert_eq!(parse_range("bytes=-5", 0), Err(RangeError::Unsatisfiable));
@@ -123,16 +141,32 @@ mod tests {
     #[test]
     fn rejects_malformed_headers() {
         for bad in [
-            "", "bytes", "bytes=", "bytes=-", "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=0-1,3-4",
-            "bytes=+1-2", "bytes=1", "bytes=--1", "bytes=99999999999999999999-",
+            "",
+            "bytes",
+            "bytes=",
+            "bytes=-",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=0-1,3-4",
+            "bytes=+1-2",
+            "bytes=1",
+            "bytes=--1",
+            "bytes=99999999999999999999-",
         ] {
-            assert!(matches!(parse_range(bad, 100), Err(RangeError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(parse_range(bad, 100), Err(RangeError::Invalid(_))),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn formats_content_range() {
-        assert_eq!(ByteRange { start: 0, end: 9 }.content_range(100), "bytes 0-9/100");
+        assert_eq!(
+            ByteRange { start: 0, end: 9 }.content_range(100),
+            "bytes 0-9/100"
+        );
         assert_eq!(ByteRange { start: 0, end: 9 }.len(), 10);
     }
 

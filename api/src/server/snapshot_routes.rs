@@ -63,7 +63,9 @@ pub async fn create(
 
 #[instrument(skip_all, fields(agent = %agent.name))]
 pub async fn list(State(state): State<AppState>, agent: Agent) -> Result<Json<Value>, ApiError> {
-    let infos = state.blocking(move |store| store.list_snapshots(agent.id)).await?;
+    let infos = state
+        .blocking(move |store| store.list_snapshots(agent.id))
+        .await?;
     let snapshots: Vec<Snapshot> = infos.into_iter().map(Snapshot::from).collect();
     Ok(Json(json!({"snapshots": snapshots})))
 }
@@ -74,7 +76,9 @@ pub async fn show(
     agent: Agent,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Snapshot>, ApiError> {
-    let info = state.blocking(move |store| store.snapshot(agent.id, &id)).await?;
+    let info = state
+        .blocking(move |store| store.snapshot(agent.id, &id))
+        .await?;
     Ok(Json(info.into()))
 }
 
@@ -127,7 +131,13 @@ pub struct Diff {
 
 impl Diff {
     fn new(from: String, to: String, entries: Vec<fsd::DiffEntry>) -> Diff {
-        let mut diff = Diff { from, to, added: vec![], removed: vec![], modified: vec![] };
+        let mut diff = Diff {
+            from,
+            to,
+            added: vec![],
+            removed: vec![],
+            modified: vec![],
+        };
         for entry in entries {
             match entry.change {
                 fsd::Change::Added => diff.added.push(entry.path),

@@ -52,7 +52,9 @@ pub fn bootstrap_default_agent(store: &fsd::Store, data_dir: &Path) -> anyhow::R
         .create_agent(DEFAULT_AGENT)
         .with_context(|| format!("creating agent {DEFAULT_AGENT:?}"))?;
     let key = keys::generate();
-    store.add_key(agent.id, &key.id, keys::hash(&key.key)).context("recording the key")?;
+    store
+        .add_key(agent.id, &key.id, keys::hash(&key.key))
+        .context("recording the key")?;
     let path = data_dir.join(format!("{DEFAULT_AGENT}.key"));
     write_secret(&path, &format!("{}\n", key.key))
         .with_context(|| format!("saving the key to {}", path.display()))?;
@@ -67,7 +69,12 @@ pub fn bootstrap_default_agent(store: &fsd::Store, data_dir: &Path) -> anyhow::R
 }
 
 fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
     // An older file keeps its mode on open; make sure it is private too.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(text.as_bytes())?;
@@ -75,7 +82,10 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Sweeps unreferenced blobs every `interval_seconds` (never for 0).
-pub fn spawn_sweeper(store: fsd::Store, interval_seconds: u64) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_sweeper(
+    store: fsd::Store,
+    interval_seconds: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
     if interval_seconds == 0 {
         return None;
     }
@@ -136,7 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock_data_dir(dir.path()).unwrap();
         let error = lock_data_dir(dir.path()).unwrap_err();
-        assert!(error.to_string().contains("another agentbox server"), "{error}");
+        assert!(
+            error.to_string().contains("another agentbox server"),
+            "{error}"
+        );
         drop(first);
         lock_data_dir(dir.path()).unwrap();
     }

@@ -11,7 +11,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 100 * 1024 * 1024 }
+        Limits {
+            max_file_bytes: 100 * 1024 * 1024,
+        }
     }
 }
 

@@ -39,12 +39,18 @@ mod tests {
         assert_eq!(rfc3339_ns(1), "1970-01-01T00:00:00.000000001Z");
         assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
         // 2000-02-29, a leap day in a century year divisible by 400.
-        assert_eq!(rfc3339_ns(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_ns(951_782_400 * 1_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
         assert_eq!(
             rfc3339_ns(1_796_398_682_123_456_789),
             "2026-12-04T15:38:02.123456789Z"
         );
-        assert_eq!(rfc3339_ns(4_102_444_799 * 1_000_000_000), "2099-12-31T23:59:59.000000000Z");
+        assert_eq!(
+            rfc3339_ns(4_102_444_799 * 1_000_000_000),
+            "2099-12-31T23:59:59.000000000Z"
+        );
         assert_eq!(rfc3339_ns(i64::MAX), "2262-04-11T23:47:16.854775807Z");
     }
 
@@ -60,7 +66,11 @@ mod tests {
             let next_day = (y, m, d) == (py, pm, pd + 1);
             let next_month = (y, m, d) == (py, pm + 1, 1);
             let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(next_day || next_month || next_year, "{previous:?} -> {:?}", (y, m, d));
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} -> {:?}",
+                (y, m, d)
+            );
             previous = (y, m, d);
         }
     }

@@ -11,7 +11,9 @@ use super::state::AppState;
 
 #[instrument(skip_all, fields(agent = %agent.name))]
 pub async fn usage(State(state): State<AppState>, agent: Agent) -> Result<Json<Value>, ApiError> {
-    let stats = state.blocking(move |store| store.agent_stats(agent.id)).await?;
+    let stats = state
+        .blocking(move |store| store.agent_stats(agent.id))
+        .await?;
     Ok(Json(usage_json(&agent.name, &stats)))
 }
 
@@ -46,7 +48,10 @@ mod tests {
             files: 2,
             directories: 1,
             snapshots: 0,
-            quota: fsd::Quota { max_bytes: Some(100), max_files: None },
+            quota: fsd::Quota {
+                max_bytes: Some(100),
+                max_files: None,
+            },
         };
         let value = usage_json("default", &stats);
         assert_eq!(value["agent"], "default");

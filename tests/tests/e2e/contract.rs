@@ -182,3 +182,30 @@ fn listing_a_file_or_a_missing_directory_fails_cleanly() {
         .call()
         .expect_error(404, "not_found");
 }
+
+#[test]
+fn the_default_limit_takes_100_mib_and_not_a_byte_more() {
+    let server = Server::start();
+    let client = server.client();
+    let limit = 100 * 1024 * 1024;
+    let mut rng = crate::support::Rng::new("100 MiB");
+    let mut content = rng.bytes(limit);
+
+    let written = client.put("/big/limit.bin", &content);
+    assert_eq!(written["size"], limit, "{written}");
+    let stat = client.stat("/big/limit.bin").ok();
+    assert_eq!(stat["hash"], written["hash"], "{stat}");
+
+    content.push(0);
+    let before = client.state();
+    client
+        .req("PUT", "/v1/compute/fs")
+        .json(&json!({"path": "/big/over.bin", "content": b64(&content)}))
+        .expect_error(413, "too_large");
+    crate::support::assert_unchanged("an upload over the limit", &before, &client.state());
+    content.pop();
+    assert!(
+        client.read("/big/limit.bin") == content,
+        "100 MiB read back"
+    );
+}

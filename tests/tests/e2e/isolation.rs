@@ -175,3 +175,78 @@ fn a_write_over_the_file_quota_is_507_and_writes_nothing() {
     agent.put("/two.txt", b"two again");
     assert_eq!(agent.read("/two.txt"), b"two again");
 }
+
+#[test]
+fn a_fork_starts_as_the_snapshot_and_goes_its_own_way() {
+    let server = Server::start();
+    let source = server.client();
+    source.put("/shared/report.txt", b"from the source");
+    source.put_raw("/shared/big.bin", &vec![9u8; 600_000]);
+    let snap = source.snapshot(Some("base"));
+    source.put("/shared/report.txt", b"changed after the snapshot");
+    let stored = |c: &Client| {
+        c.usage()["storage"]["stored_bytes"]
+            .as_u64()
+            .expect("stored_bytes")
+    };
+    let stored_before = stored(&source);
+
+    let output = server.admin(&[
+        "agents",
+        "fork",
+        "default",
+        "forked",
+        "--snapshot",
+        "base",
+        "--json",
+    ]);
+    let stdout = crate::support::expect_success("agentbox agents fork --json", &output);
+    let created: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("agents fork --json printed no JSON ({e}): {stdout}"));
+    let fork = server.client_with_key(Some(created["key"].as_str().expect("a key")));
+
+    // The fork's tree is the snapshot's, not the source's live tree.
+    assert_eq!(
+        fork.tree(),
+        source.tree_in(Some(snap["id"].as_str().expect("id")))
+    );
+    assert_eq!(fork.read("/shared/report.txt"), b"from the source");
+    assert!(fork.snapshots().is_empty(), "snapshots are not forked");
+
+    // From then on each goes its own way.
+    fork.put("/shared/report.txt", b"the fork's own");
+    fork.put("/fork-only.txt", b"mine");
+    assert_eq!(
+        source.read("/shared/report.txt"),
+        b"changed after the snapshot"
+    );
+    source.stat("/fork-only.txt").expect_error(404, "not_found");
+    source
+        .req("DELETE", "/v1/compute/fs")
+        .query("path", "/shared")
+        .query("recursive", "true")
+        .call()
+        .ok();
+    assert_eq!(fork.read("/shared/big.bin"), vec![9u8; 600_000]);
+    // Only the blob of the version written after the snapshot is no longer referenced:
+    // the snapshot keeps everything it saw.
+    let after_snapshot = b"changed after the snapshot".len() as u64;
+    assert_eq!(stored(&source), stored_before - after_snapshot);
+    server.fsck_clean();
+}
+
+#[test]
+fn quotas_set_with_the_command_line_apply_at_once() {
+    let server = Server::start();
+    let agent = server.create_agent("later", &[]);
+    agent.put("/a.bin", &[1u8; 500]);
+    let output = server.admin(&["agents", "quota", "later", "--bytes", "800"]);
+    crate::support::expect_success("agentbox agents quota later --bytes 800", &output);
+    assert_eq!(agent.usage()["storage"]["quota_bytes"], 800);
+    put_status(&agent, "/b.bin", &[2u8; 400]).expect_error(507, "quota_exceeded");
+    // Omitting the flag makes it unlimited again.
+    let output = server.admin(&["agents", "quota", "later"]);
+    crate::support::expect_success("agentbox agents quota later", &output);
+    assert!(agent.usage()["storage"]["quota_bytes"].is_null());
+    agent.put("/b.bin", &[2u8; 400]);
+}

@@ -323,6 +323,9 @@ impl Server {
         if let Some(problems) = report.get("problems") {
             assert_eq!(problems, &json!([]), "agentbox fsck --json: {report}");
         }
+        if let Some(clean) = report.get("clean") {
+            assert_eq!(clean, &json!(true), "agentbox fsck --json: {report}");
+        }
         stdout
     }
 }

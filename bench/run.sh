@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the agentbox server and the benchmark in release mode, then runs the benchmark,
+# which starts its own server on a free loopback port and prints one report.
+#
+#   bench/run.sh                  # data and baseline files under /var/tmp
+#   bench/run.sh --dir /mnt/disk  # measure another disk
+#   bench/run.sh --quick          # a fast check that everything works
+#   bench/run.sh --help           # every option
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cargo build --release -p api -p bench
+exec "${CARGO_TARGET_DIR:-$root/target}/release/agentbox-bench" "$@"
