@@ -20,6 +20,8 @@ pub enum Error {
     DirectoryNotEmpty(String),
     #[error("invalid path: {0}")]
     InvalidPath(String),
+    #[error("{0} is reserved for the sandbox's system directories")]
+    Reserved(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("file too large: the limit is {limit} bytes")]
@@ -56,6 +58,7 @@ impl Error {
             Error::IsADirectory(_) => libc::EISDIR,
             Error::DirectoryNotEmpty(_) => libc::ENOTEMPTY,
             Error::InvalidPath(_) => libc::EINVAL,
+            Error::Reserved(_) => libc::EACCES,
             Error::InvalidArgument(_) => libc::EINVAL,
             Error::TooLarge { .. } => libc::EFBIG,
             Error::QuotaExceeded(_) => libc::EDQUOT,

@@ -29,7 +29,7 @@ mod types;
 pub use chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, WHOLE_FILE_MAX};
 pub use error::{Error, Result};
 pub use fsck::FsckReport;
-pub use path::{FsPath, MAX_NAME_LEN, validate_name};
+pub use path::{FsPath, MAX_NAME_LEN, RESERVED_NAMES, validate_name};
 pub use reader::FileReader;
 pub use store::{Store, StoreOptions};
 pub use types::{

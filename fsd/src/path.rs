@@ -8,6 +8,12 @@ use std::fmt;
 
 use crate::{Error, Result};
 
+/// Top-level names a sandbox lays the host's system trees (or fresh ones) over. Nothing
+/// can be created under them in an agent's tree.
+pub const RESERVED_NAMES: &[&str] = &[
+    "usr", "bin", "lib", "lib64", "sbin", "etc", "proc", "dev", "sys", "tmp", "run",
+];
+
 /// The longest name a directory entry may have, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -77,6 +83,23 @@ impl FsPath {
         FsPath { segments }
     }
 
+    /// True if the path is or lies beneath one of the [`RESERVED_NAMES`].
+    pub fn is_reserved(&self) -> bool {
+        self.segments.first().is_some_and(|first| {
+            RESERVED_NAMES
+                .iter()
+                .any(|r| r.as_bytes() == first.as_slice())
+        })
+    }
+
+    /// Fails with [`Error::Reserved`] for a reserved path.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.is_reserved() {
+            return Err(Error::Reserved(self.to_string()));
+        }
+        Ok(())
+    }
+
     /// True if `self` is `other` or lies beneath it.
     pub fn starts_with(&self, other: &FsPath) -> bool {
         self.segments.starts_with(&other.segments)
@@ -139,5 +162,14 @@ mod tests {
         assert!(FsPath::parse(&long).is_err());
         let ok = format!("/{}", "x".repeat(255));
         assert!(FsPath::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn reserved_names_are_only_reserved_at_the_top() {
+        assert!(FsPath::parse("/etc").unwrap().is_reserved());
+        assert!(FsPath::parse("/tmp/x").unwrap().is_reserved());
+        assert!(!FsPath::parse("/data/etc").unwrap().is_reserved());
+        assert!(!FsPath::parse("/etcetera").unwrap().is_reserved());
+        assert!(!FsPath::root().is_reserved());
     }
 }

@@ -283,6 +283,7 @@ impl Store {
         data: &mut dyn Read,
         options: &WriteOptions,
     ) -> Result<Attr> {
+        path.check_writable()?;
         if path.is_root() {
             return Err(Error::IsADirectory("/".into()));
         }
@@ -334,6 +335,7 @@ impl Store {
         offset: u64,
         data: &[u8],
     ) -> Result<Attr> {
+        path.check_writable()?;
         self.edit_file(agent, path, Edit::Write { offset, data }, |_| {})
     }
 
@@ -386,6 +388,7 @@ impl Store {
     /// Creates a directory; with `parents`, creates missing ancestors and accepts an
     /// existing directory.
     pub fn mkdir(&self, agent: AgentId, path: &FsPath, parents: bool, mode: u32) -> Result<Attr> {
+        path.check_writable()?;
         self.change(agent, |tree| {
             if parents {
                 return Ok(tree.ensure_dirs(path, mode)?.attr());
@@ -431,6 +434,7 @@ impl Store {
         to: &FsPath,
         mode: RenameMode,
     ) -> Result<()> {
+        to.check_writable()?;
         if from.is_root() || to.is_root() {
             return Err(Error::InvalidArgument(
                 "the root directory cannot be moved or replaced".into(),
@@ -440,6 +444,7 @@ impl Store {
     }
 
     pub fn symlink(&self, agent: AgentId, target: &[u8], link: &FsPath) -> Result<Attr> {
+        link.check_writable()?;
         if target.is_empty() || target.contains(&0) || target.len() > 4096 {
             return Err(Error::InvalidArgument(
                 "a symlink target is 1-4096 bytes without NUL".into(),
@@ -465,6 +470,7 @@ impl Store {
 
     /// Makes `new` another name for the file at `existing`.
     pub fn link(&self, agent: AgentId, existing: &FsPath, new: &FsPath) -> Result<Attr> {
+        new.check_writable()?;
         self.change(agent, |tree| {
             let source = tree.resolve(existing)?;
             if source.kind == FileType::Directory {
@@ -493,6 +499,7 @@ impl Store {
 
     /// Changes mode, size (truncate or extend with zeros) and times.
     pub fn set_attr(&self, agent: AgentId, path: &FsPath, changes: &SetAttr) -> Result<Attr> {
+        path.check_writable()?;
         let apply = |r: &mut InodeRow, now: i64| {
             if let Some(mode) = changes.mode {
                 r.mode = mode & 0o7777;

@@ -94,6 +94,7 @@ impl From<fsd::Error> for ApiError {
             E::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),
             E::DirectoryNotEmpty(_) => (StatusCode::CONFLICT, "directory_not_empty"),
             E::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            E::Reserved(_) => (StatusCode::BAD_REQUEST, "reserved_path"),
             E::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             E::QuotaExceeded(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
@@ -151,6 +152,7 @@ mod tests {
             (409, "directory_not_empty")
         );
         assert_eq!(mapped(fsd::Error::InvalidPath(s())), (400, "invalid_path"));
+        assert_eq!(mapped(fsd::Error::Reserved(s())), (400, "reserved_path"));
         assert_eq!(
             mapped(fsd::Error::InvalidArgument(s())),
             (400, "invalid_request")

@@ -327,6 +327,29 @@ fn bad_names_and_conflicts_are_refused_without_changes() {
         .map(|e| e.name_lossy())
         .collect();
     assert_eq!(names, ["dir", "file", "link"]);
+
+    // Top-level system names are the sandbox's: nothing is created under them.
+    for reserved in ["/etc/passwd", "/tmp/x", "/usr/bin/python3", "/proc"] {
+        let result = store.write_file(
+            agent,
+            &path(reserved),
+            &mut &b"y"[..],
+            &WriteOptions::default(),
+        );
+        assert!(
+            matches!(result, Err(Error::Reserved(_))),
+            "{reserved}: {result:?}"
+        );
+    }
+    assert!(matches!(
+        store.mkdir(agent, &path("/dev"), false, 0o755),
+        Err(Error::Reserved(_))
+    ));
+    assert!(matches!(
+        store.rename(agent, &path("/file"), &path("/run"), Default::default()),
+        Err(Error::Reserved(_))
+    ));
+    put(&store, agent, "/dir/etc", b"only the top level is reserved");
     assert!(store.fsck().unwrap().is_clean());
 }
 
