@@ -723,3 +723,60 @@ fn oversized_uploads_are_413_and_write_nothing() {
     client.put_raw("/limit-raw.bin", &big[..1000]);
     assert_eq!(client.read("/limit.bin").len(), 1000);
 }
+
+#[test]
+fn writes_under_reserved_system_names_are_refused() {
+    let server = Server::start();
+    let client = &server.client();
+    seed(client);
+    let codes: &[&str] = &["reserved_path"];
+    let mut cases: Vec<Case<'_>> = Vec::new();
+    for path in [
+        "/etc/passwd",
+        "/tmp/x",
+        "/usr/bin/python3",
+        "/proc/1/status",
+        "/dev/null",
+    ] {
+        cases.push((
+            "PUT /fs under a reserved name",
+            put_json(client, json!({"path": path, "content": b64(b"x")})),
+            400,
+            codes,
+        ));
+        cases.push((
+            "raw PUT under a reserved name",
+            Box::new(move || {
+                client
+                    .req("PUT", "/v1/compute/fs/content")
+                    .query("path", path)
+                    .send(Body::Raw(b"x"))
+            }),
+            400,
+            codes,
+        ));
+    }
+    cases.push((
+        "mkdir of a reserved name",
+        Box::new(|| {
+            client
+                .req("POST", "/v1/compute/fs/mkdir")
+                .json(&json!({"path": "/run"}))
+        }),
+        400,
+        codes,
+    ));
+    cases.push((
+        "move onto a reserved name",
+        Box::new(|| {
+            client
+                .req("POST", "/v1/compute/fs/move")
+                .json(&json!({"from": "/file.bin", "to": "/bin"}))
+        }),
+        400,
+        codes,
+    ));
+    check_all(client, cases);
+    // The same names deeper in the tree are ordinary.
+    client.put("/base/etc/passwd", b"not a system file");
+}
