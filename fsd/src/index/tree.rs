@@ -264,12 +264,7 @@ impl<'t> Tree<'t> {
     }
 
     fn count(&self, row: &InodeRow, sign: i64) -> Result<()> {
-        let (bytes, files, dirs) = match row.kind {
-            FileType::File => (row.size as i64, 1, 0),
-            FileType::Symlink => (0, 1, 0),
-            FileType::Directory if row.ino == ROOT_INO => (0, 0, 0),
-            FileType::Directory => (0, 0, 1),
-        };
+        let (bytes, files, dirs) = usage_of(row);
         self.adjust_usage(sign * bytes, sign * files, sign * dirs)
     }
 
@@ -359,8 +354,8 @@ impl<'t> Tree<'t> {
             new.gen_from = self.generation;
             self.insert_row(&new)?;
         }
-        self.count(&old, -1)?;
-        self.count(&new, 1)?;
+        let (before, after) = (usage_of(&old), usage_of(&new));
+        self.adjust_usage(after.0 - before.0, after.1 - before.1, after.2 - before.2)?;
         Ok(InodeRow {
             gen_from: self.generation,
             ..new
@@ -531,6 +526,16 @@ impl<'t> Tree<'t> {
                 _ => return Ok(false),
             }
         }
+    }
+}
+
+/// What one inode adds to its agent's usage counters: bytes, files, directories.
+fn usage_of(row: &InodeRow) -> (i64, i64, i64) {
+    match row.kind {
+        FileType::File => (row.size as i64, 1, 0),
+        FileType::Symlink => (0, 1, 0),
+        FileType::Directory if row.ino == ROOT_INO => (0, 0, 0),
+        FileType::Directory => (0, 0, 1),
     }
 }
 
