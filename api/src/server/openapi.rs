@@ -80,7 +80,7 @@ fn operation(
 
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "invalid_path, invalid_json, invalid_base64 or invalid_request",
+        400 => "invalid_path, reserved_path, invalid_json, invalid_base64 or invalid_request",
         401 => "unauthorized: missing, malformed, unknown or revoked key",
         404 => "not_found: no such entry or snapshot",
         409 => "not_a_directory, is_a_directory, already_exists or directory_not_empty",
@@ -464,6 +464,31 @@ mod tests {
             }
         }
         assert!(refs > 20);
+    }
+
+    /// Every error code of the API reference's table is in the error schema, and back.
+    #[test]
+    fn the_error_schema_lists_the_documented_codes() {
+        let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md");
+        let reference = std::fs::read_to_string(reference).unwrap();
+        let table = reference.split("## Errors").nth(1).unwrap().split("\n## ").next().unwrap();
+        let mut documented: Vec<&str> = table
+            .lines()
+            .filter(|line| line.starts_with("| 4") || line.starts_with("| 5"))
+            .flat_map(|line| line.split('|').nth(2).unwrap().split('`').skip(1).step_by(2))
+            .collect();
+        documented.push("method_not_allowed");
+        let document = document();
+        let schema = &document["components"]["schemas"]["Error"]["properties"]["error"];
+        let mut listed: Vec<&str> = schema["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| code.as_str().unwrap())
+            .collect();
+        documented.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(documented, listed);
     }
 
     #[test]

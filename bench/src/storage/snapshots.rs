@@ -116,8 +116,8 @@ pub fn run(ctx: &Context) -> Result<Table> {
             "in-process",
             "HTTP / in-process",
             "target",
-            "HTTP",
-            "in-process",
+            "HTTP result",
+            "in-process result",
         ],
     );
     let mut notes = Vec::new();
@@ -171,7 +171,11 @@ pub fn run(ctx: &Context) -> Result<Table> {
                 verdict(b.median, target).to_string(),
             ]);
         }
-        let count = |n: Option<u64>| n.map_or("?".to_string(), |n| report::thousands(n as i64));
+        let count = |n: Option<u64>| match n {
+            Some(n) if n == files as u64 => report::thousands(n as i64),
+            Some(n) => format!("{} (WRONG)", report::thousands(n as i64)),
+            None => "?".to_string(),
+        };
         notes.push(format!(
             "{} files: populated at {} files/s over HTTP, {} files/s in-process ({} clients); \
              snapshots report {} / {} files",

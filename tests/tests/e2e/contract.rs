@@ -160,9 +160,9 @@ fn mode_is_stored_when_given() {
     let client = server.client();
     let resp = client
         .req("PUT", "/v1/compute/fs")
-        .json(&json!({"path": "/bin/tool.sh", "content": b64(b"#!/bin/sh\n"), "mode": 0o755}));
+        .json(&json!({"path": "/tools/run.sh", "content": b64(b"#!/bin/sh\n"), "mode": 0o755}));
     resp.ok();
-    let stat = client.stat("/bin/tool.sh").ok();
+    let stat = client.stat("/tools/run.sh").ok();
     assert_eq!(stat["mode"], 0o755, "{stat}");
 }
 

@@ -13,7 +13,7 @@ pub fn schemas() -> Value {
     json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "enum": ["invalid_path", "invalid_json", "invalid_base64",
+                "code": {"type": "string", "enum": ["invalid_path", "reserved_path", "invalid_json", "invalid_base64",
                     "invalid_request", "unauthorized", "not_found", "method_not_allowed",
                     "not_a_directory", "is_a_directory", "already_exists", "directory_not_empty",
                     "too_large", "range_not_satisfiable", "quota_exceeded", "internal"]},
