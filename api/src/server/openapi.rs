@@ -471,11 +471,24 @@ mod tests {
     fn the_error_schema_lists_the_documented_codes() {
         let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md");
         let reference = std::fs::read_to_string(reference).unwrap();
-        let table = reference.split("## Errors").nth(1).unwrap().split("\n## ").next().unwrap();
+        let table = reference
+            .split("## Errors")
+            .nth(1)
+            .unwrap()
+            .split("\n## ")
+            .next()
+            .unwrap();
         let mut documented: Vec<&str> = table
             .lines()
             .filter(|line| line.starts_with("| 4") || line.starts_with("| 5"))
-            .flat_map(|line| line.split('|').nth(2).unwrap().split('`').skip(1).step_by(2))
+            .flat_map(|line| {
+                line.split('|')
+                    .nth(2)
+                    .unwrap()
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+            })
             .collect();
         documented.push("method_not_allowed");
         let document = document();
