@@ -71,6 +71,7 @@ impl BlobStore for LocalBlobs {
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
             file.write_all(data)?;
+            start_writeback(&file);
             drop(file);
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
@@ -158,5 +159,16 @@ impl BlobStore for LocalBlobs {
             }
         }
         Ok(())
+    }
+}
+
+/// Asks the kernel to start writing a new blob to disk now, without waiting, so that the
+/// flush before the index commit finds most of a large upload already written.
+fn start_writeback(file: &fs::File) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call. The call is
+    // advisory: its failure changes nothing about correctness.
+    unsafe {
+        libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }

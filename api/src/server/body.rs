@@ -9,8 +9,8 @@
 //! Whole bodies: [`collect`] reads a body into one buffer, sized from `Content-Length`,
 //! refusing it as soon as it passes its limit.
 //!
-//! Downloads: [`file_body`] reads a file on a blocking thread, 256 KiB at a time, into a
-//! small channel that the response body drains.
+//! Downloads: [`file_body`] reads a file 256 KiB at a time, each read a short blocking
+//! task started when the connection wants more.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
@@ -25,8 +25,6 @@ use super::error::ApiError;
 const UPLOAD_FRAMES: usize = 16;
 /// Bytes read from the store per response frame.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
-/// Response frames buffered ahead of the connection.
-const DOWNLOAD_FRAMES: usize = 4;
 
 /// One message from the connection to the store.
 #[derive(Debug)]
@@ -136,41 +134,55 @@ pub async fn collect(
     Ok(buf)
 }
 
-/// A response body of `len` bytes of `reader` from `start`, read on a blocking thread.
-/// Reading stops as soon as the client goes away.
-pub fn file_body<R>(mut reader: R, start: u64, len: u64) -> Body
+/// A response body of `len` bytes of `reader` from `start`. Each 256 KiB is read by its
+/// own blocking task when the connection asks for it, so a slow client holds no thread,
+/// and reading stops as soon as the client goes away.
+pub fn file_body<R>(reader: R, start: u64, len: u64) -> Body
 where
     R: Read + Seek + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DOWNLOAD_FRAMES);
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = reader.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(error));
-            return;
+    struct Progress<R> {
+        reader: R,
+        /// Where to seek before the first read.
+        start: Option<u64>,
+        remaining: u64,
+    }
+    let first = Progress {
+        reader,
+        start: Some(start),
+        remaining: len,
+    };
+    let stream = futures_util::stream::unfold(Some(first), |state| async move {
+        let mut progress = state?;
+        if progress.remaining == 0 {
+            return None;
         }
-        let mut remaining = len;
-        while remaining > 0 {
-            let want = remaining.min(DOWNLOAD_CHUNK as u64) as usize;
-            let chunk = match read_up_to(&mut reader, want) {
-                Ok(chunk) if chunk.is_empty() => Err(io::Error::new(
+        let step = tokio::task::spawn_blocking(move || {
+            if let Some(start) = progress.start.take() {
+                progress.reader.seek(SeekFrom::Start(start))?;
+            }
+            let want = progress.remaining.min(DOWNLOAD_CHUNK as u64) as usize;
+            let chunk = read_up_to(&mut progress.reader, want)?;
+            if chunk.is_empty() {
+                return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the file ended before its recorded length",
-                )),
-                other => other,
-            };
-            let failed = chunk.is_err();
-            if let Err(error) = &chunk {
-                tracing::error!(%error, "reading a file for download failed");
+                ));
             }
-            remaining -= chunk.as_ref().map_or(0, |c| c.len() as u64);
-            if tx.blocking_send(chunk.map(Bytes::from)).is_err() || failed {
-                return;
+            progress.remaining -= chunk.len() as u64;
+            Ok((Bytes::from(chunk), progress))
+        })
+        .await
+        .unwrap_or_else(|error| Err(io::Error::other(error)));
+        match step {
+            Ok((chunk, progress)) => Some((Ok(chunk), Some(progress))),
+            Err(error) => {
+                tracing::error!(%error, "reading a file for download failed");
+                Some((Err(error), None))
             }
         }
     });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    Body::from_stream(stream)
 }
 
 /// Reads until `want` bytes or the end of the data.

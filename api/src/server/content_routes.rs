@@ -131,6 +131,7 @@ pub async fn put(
         return Err(ApiError::too_large(max));
     }
 
+    let _turn = state.upload_turn().await?;
     let (tx, rx) = body::upload_channel();
     let failure = BodyFailure::default();
     let reader_failure = failure.clone();

@@ -1,6 +1,14 @@
 //! [`AppState`]: what every request handler shares — the store and the server's limits.
 
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
 use super::error::ApiError;
+
+/// Streaming uploads written at once. Each holds a blocking thread while its body arrives,
+/// so they are kept well under the blocking pool's 512 threads; more wait their turn.
+const STREAMING_UPLOADS: usize = 128;
 
 /// Limits the server enforces on requests.
 #[derive(Debug, Clone, Copy)]
@@ -22,11 +30,26 @@ impl Default for Limits {
 pub struct AppState {
     pub store: fsd::Store,
     pub limits: Limits,
+    uploads: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(store: fsd::Store, limits: Limits) -> AppState {
-        AppState { store, limits }
+        let uploads = Arc::new(Semaphore::new(STREAMING_UPLOADS));
+        AppState {
+            store,
+            limits,
+            uploads,
+        }
+    }
+
+    /// Waits for a turn to stream an upload into the store; the turn lasts as long as the
+    /// permit.
+    pub async fn upload_turn(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        self.uploads
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("the server is shutting down"))
     }
 
     /// Runs a store call on the blocking thread pool and maps its error for the client.
