@@ -1,54 +1,71 @@
 //! Rename: move, replace and exchange, atomically, with the POSIX rules for directories.
 
 use crate::index::Tree;
-use crate::{Error, FileType, FsPath, RenameMode, Result};
+use crate::{Error, FileType, RenameMode, Result};
 
-pub(crate) fn rename(tree: &Tree<'_>, from: &FsPath, to: &FsPath, mode: RenameMode) -> Result<()> {
-    let (from_dir, from_name) = tree.resolve_parent(from)?;
+/// One side of a rename: an entry `name` in directory `dir`, and how to show it in errors.
+pub(crate) struct Place<'a> {
+    pub dir: u64,
+    pub name: &'a [u8],
+    pub shown: String,
+}
+
+pub(crate) fn rename(
+    tree: &Tree<'_>,
+    from: &Place<'_>,
+    to: &Place<'_>,
+    mode: RenameMode,
+) -> Result<()> {
+    for place in [from, to] {
+        if tree.get(place.dir)?.kind != FileType::Directory {
+            return Err(Error::NotADirectory(place.shown.clone()));
+        }
+    }
     let source_ino = tree
-        .lookup(from_dir.ino, from_name)?
-        .ok_or_else(|| Error::NotFound(from.to_string()))?;
-    let (to_dir, to_name) = tree.resolve_parent(to)?;
+        .lookup(from.dir, from.name)?
+        .ok_or_else(|| Error::NotFound(from.shown.clone()))?;
     let source = tree.get(source_ino)?;
-    if source.kind == FileType::Directory && tree.is_ancestor(source_ino, to_dir.ino)? {
+    if source.kind == FileType::Directory && tree.is_ancestor(source_ino, to.dir)? {
         return Err(Error::InvalidArgument(format!(
-            "cannot move {from} inside itself"
+            "cannot move {} inside itself",
+            from.shown
         )));
     }
     let dest = tree
-        .lookup(to_dir.ino, to_name)?
+        .lookup(to.dir, to.name)?
         .map(|ino| tree.get(ino))
         .transpose()?;
     let now = tree.tx.now;
     match (mode, dest) {
-        (RenameMode::Exchange, None) => return Err(Error::NotFound(to.to_string())),
+        (RenameMode::Exchange, None) => return Err(Error::NotFound(to.shown.clone())),
         (RenameMode::Exchange, Some(dest)) => {
             if dest.ino == source.ino {
                 return Ok(());
             }
-            if dest.kind == FileType::Directory && tree.is_ancestor(dest.ino, from_dir.ino)? {
+            if dest.kind == FileType::Directory && tree.is_ancestor(dest.ino, from.dir)? {
                 return Err(Error::InvalidArgument(format!(
-                    "cannot move {to} inside itself"
+                    "cannot move {} inside itself",
+                    to.shown
                 )));
             }
-            tree.end_dentry(from_dir.ino, from_name)?;
-            tree.end_dentry(to_dir.ino, to_name)?;
-            tree.insert_dentry(from_dir.ino, from_name, dest.ino)?;
-            tree.insert_dentry(to_dir.ino, to_name, source.ino)?;
-            if from_dir.ino != to_dir.ino {
+            tree.end_dentry(from.dir, from.name)?;
+            tree.end_dentry(to.dir, to.name)?;
+            tree.insert_dentry(from.dir, from.name, dest.ino)?;
+            tree.insert_dentry(to.dir, to.name, source.ino)?;
+            if from.dir != to.dir {
                 let moved_dirs = |kind: FileType| i64::from(kind == FileType::Directory);
                 let delta = moved_dirs(source.kind) - moved_dirs(dest.kind);
-                touch_dir(tree, from_dir.ino, -delta)?;
-                touch_dir(tree, to_dir.ino, delta)?;
+                touch_dir(tree, from.dir, -delta)?;
+                touch_dir(tree, to.dir, delta)?;
             } else {
-                touch_dir(tree, from_dir.ino, 0)?;
+                touch_dir(tree, from.dir, 0)?;
             }
             for ino in [source.ino, dest.ino] {
                 tree.modify(ino, |r| r.ctime = now)?;
             }
             return Ok(());
         }
-        (RenameMode::NoReplace, Some(_)) => return Err(Error::AlreadyExists(to.to_string())),
+        (RenameMode::NoReplace, Some(_)) => return Err(Error::AlreadyExists(to.shown.clone())),
         (RenameMode::Replace, Some(dest)) => {
             if dest.ino == source.ino {
                 return Ok(());
@@ -57,25 +74,25 @@ pub(crate) fn rename(tree: &Tree<'_>, from: &FsPath, to: &FsPath, mode: RenameMo
                 source.kind == FileType::Directory,
                 dest.kind == FileType::Directory,
             ) {
-                (true, false) => return Err(Error::NotADirectory(to.to_string())),
-                (false, true) => return Err(Error::IsADirectory(to.to_string())),
+                (true, false) => return Err(Error::NotADirectory(to.shown.clone())),
+                (false, true) => return Err(Error::IsADirectory(to.shown.clone())),
                 (true, true) if tree.has_children(dest.ino)? => {
-                    return Err(Error::DirectoryNotEmpty(to.to_string()));
+                    return Err(Error::DirectoryNotEmpty(to.shown.clone()));
                 }
                 _ => {}
             }
-            tree.unlink(to_dir.ino, to_name, dest.ino)?;
+            tree.unlink(to.dir, to.name, dest.ino)?;
         }
         (_, None) => {}
     }
-    tree.end_dentry(from_dir.ino, from_name)?;
-    tree.insert_dentry(to_dir.ino, to_name, source.ino)?;
+    tree.end_dentry(from.dir, from.name)?;
+    tree.insert_dentry(to.dir, to.name, source.ino)?;
     let is_dir = i64::from(source.kind == FileType::Directory);
-    if from_dir.ino != to_dir.ino {
-        touch_dir(tree, from_dir.ino, -is_dir)?;
-        touch_dir(tree, to_dir.ino, is_dir)?;
+    if from.dir != to.dir {
+        touch_dir(tree, from.dir, -is_dir)?;
+        touch_dir(tree, to.dir, is_dir)?;
     } else {
-        touch_dir(tree, from_dir.ino, 0)?;
+        touch_dir(tree, from.dir, 0)?;
     }
     tree.modify(source.ino, |r| r.ctime = now)?;
     Ok(())

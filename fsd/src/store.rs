@@ -5,6 +5,13 @@
 //! them durable, then commit the index transaction that names them. A write is
 //! acknowledged only after that commit, so a crash at any point leaves at worst blob files
 //! nothing names yet, which the sweep removes.
+//!
+//! The operations here take paths; `store/inodes.rs` has the same operations by inode
+//! number for the FUSE adapter.
+
+mod inodes;
+
+pub use inodes::{FsUsage, NewNode};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,6 +21,7 @@ use std::time::Duration;
 use crate::blobs::{BlobStore, LocalBlobs};
 use crate::chunker::{self, INLINE_MAX, Manifest};
 use crate::index::{Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
+use crate::rename::Place;
 use crate::splice::{self, Edit};
 use crate::{
     AgentId, AgentInfo, AgentStats, Attr, DiffEntry, DirEntry, Error, FileReader, FileType, FsPath,
@@ -77,7 +85,7 @@ impl Store {
         &self.inner.dir
     }
 
-    fn index(&self) -> &Index {
+    pub(crate) fn index(&self) -> &Index {
         &self.inner.index
     }
 
@@ -141,7 +149,7 @@ impl Store {
     // ----- reading -----
 
     /// Runs `f` on `agent`'s tree as `view` sees it.
-    fn read_tree<T>(
+    pub(crate) fn read_tree<T>(
         &self,
         agent: AgentId,
         view: &View,
@@ -265,7 +273,11 @@ impl Store {
 
     /// Runs one change to `agent`'s live tree; refused with [`Error::QuotaExceeded`] if it
     /// grows usage past a quota.
-    fn change<T>(&self, agent: AgentId, f: impl FnOnce(&Tree<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn change<T>(
+        &self,
+        agent: AgentId,
+        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.index().write(|tx| {
             let before = tx.usage(agent)?;
             let value = f(&Tree::live(tx, agent)?)?;
@@ -339,8 +351,7 @@ impl Store {
         self.edit_file(agent, path, Edit::Write { offset, data }, |_| {})
     }
 
-    /// Applies `edit` to the file at `path` and `also` to its attributes, retrying if the
-    /// file changed underneath.
+    /// Applies `edit` to the file at `path` and `also` to its attributes.
     fn edit_file(
         &self,
         agent: AgentId,
@@ -348,13 +359,32 @@ impl Store {
         edit: Edit<'_>,
         also: impl Fn(&mut InodeRow),
     ) -> Result<Attr> {
+        self.edit(
+            agent,
+            &|tree| tree.resolve(path),
+            &path.to_string(),
+            edit,
+            also,
+        )
+    }
+
+    /// Applies `edit` to the file `locate` finds and `also` to its attributes, retrying if
+    /// the file changed between reading its chunk list and committing the new one.
+    pub(crate) fn edit(
+        &self,
+        agent: AgentId,
+        locate: &dyn Fn(&Tree<'_>) -> Result<InodeRow>,
+        shown: &str,
+        edit: Edit<'_>,
+        also: impl Fn(&mut InodeRow),
+    ) -> Result<Attr> {
         loop {
             let (before, manifest) = self.index().read(|tx| {
-                let row = Tree::at(tx, agent, LIVE_VIEW).resolve(path)?;
+                let row = locate(&Tree::at(tx, agent, LIVE_VIEW))?;
                 if row.kind != FileType::File {
                     return Err(match row.kind {
-                        FileType::Directory => Error::IsADirectory(path.to_string()),
-                        _ => Error::InvalidArgument(format!("{path} is not a regular file")),
+                        FileType::Directory => Error::IsADirectory(shown.to_owned()),
+                        _ => Error::InvalidArgument(format!("{shown} is not a regular file")),
                     });
                 }
                 let manifest = tx.manifest(row.content.as_ref())?;
@@ -364,7 +394,7 @@ impl Store {
             let content = self.store_chunks(|sink| splice::apply(&manifest, edit, &fetch, sink))?;
             let size = content.manifest.size;
             let done = self.change(agent, |tree| {
-                let row = tree.resolve(path)?;
+                let row = locate(tree)?;
                 if row.ino != before.ino || row.content != before.content {
                     return Ok(None);
                 }
@@ -440,7 +470,24 @@ impl Store {
                 "the root directory cannot be moved or replaced".into(),
             ));
         }
-        self.change(agent, |tree| crate::rename::rename(tree, from, to, mode))
+        self.change(agent, |tree| {
+            let (from_dir, from_name) = tree.resolve_parent(from)?;
+            if tree.lookup(from_dir.ino, from_name)?.is_none() {
+                return Err(Error::NotFound(from.to_string()));
+            }
+            let (to_dir, to_name) = tree.resolve_parent(to)?;
+            let from = Place {
+                dir: from_dir.ino,
+                name: from_name,
+                shown: from.to_string(),
+            };
+            let to = Place {
+                dir: to_dir.ino,
+                name: to_name,
+                shown: to.to_string(),
+            };
+            crate::rename::rename(tree, &from, &to, mode)
+        })
     }
 
     pub fn symlink(&self, agent: AgentId, target: &[u8], link: &FsPath) -> Result<Attr> {
@@ -624,7 +671,7 @@ impl Store {
     }
 }
 
-fn file_row(now: i64, mode: u32, size: u64, content: Option<Hash>) -> InodeRow {
+pub(crate) fn file_row(now: i64, mode: u32, size: u64, content: Option<Hash>) -> InodeRow {
     InodeRow {
         ino: 0,
         gen_from: 0,
@@ -641,7 +688,7 @@ fn file_row(now: i64, mode: u32, size: u64, content: Option<Hash>) -> InodeRow {
 }
 
 /// The generation a view reads at.
-fn view_gen(tx: &Tx<'_>, agent: AgentId, view: &View) -> Result<i64> {
+pub(crate) fn view_gen(tx: &Tx<'_>, agent: AgentId, view: &View) -> Result<i64> {
     match view {
         View::Live => {
             tx.usage(agent)?;

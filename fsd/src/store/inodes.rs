@@ -1,0 +1,326 @@
+//! The store's operations by inode number and entry name, as a POSIX mount needs them.
+//! They share the tree primitives, the transactions and the quota checks of the path-based
+//! operations in `store.rs`.
+
+use crate::index::{InodeRow, Tree};
+use crate::rename::Place;
+use crate::splice::Edit;
+use crate::store::{Store, file_row};
+use crate::{
+    AgentId, Attr, DirEntry, Error, FileReader, FileType, Hash, Quota, RenameMode, Result, SetAttr,
+    View, validate_name,
+};
+
+/// A node to create in a directory.
+#[derive(Debug, Clone, Copy)]
+pub enum NewNode<'a> {
+    File { mode: u32 },
+    Directory { mode: u32 },
+    Symlink { target: &'a [u8] },
+}
+
+/// What a mount reports through `statfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    pub logical_bytes: u64,
+    /// Files, directories and symlinks.
+    pub entries: u64,
+    pub quota: Quota,
+}
+
+const ROOT: u64 = 1;
+
+fn shown(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Refuses names a directory entry cannot have, and the reserved names at the top level.
+fn check_new_name(parent: u64, name: &[u8]) -> Result<()> {
+    validate_name(name)
+        .map_err(|reason| Error::InvalidPath(format!("{:?}: {reason}", shown(name))))?;
+    let reserved = crate::RESERVED_NAMES.iter().any(|r| r.as_bytes() == name);
+    if parent == ROOT && reserved {
+        return Err(Error::Reserved(format!("/{}", shown(name))));
+    }
+    Ok(())
+}
+
+fn directory(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
+    let row = tree
+        .inode(ino)?
+        .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+    if row.kind != FileType::Directory {
+        return Err(Error::NotADirectory(format!("inode {ino}")));
+    }
+    Ok(row)
+}
+
+impl Store {
+    /// Attributes of inode `ino`.
+    pub fn getattr(&self, agent: AgentId, view: &View, ino: u64) -> Result<Attr> {
+        self.read_tree(agent, view, |tree| {
+            Ok(tree
+                .inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?
+                .attr())
+        })
+    }
+
+    /// The entry `name` in directory `parent`.
+    pub fn lookup(&self, agent: AgentId, view: &View, parent: u64, name: &[u8]) -> Result<Attr> {
+        self.read_tree(agent, view, |tree| {
+            directory(tree, parent)?;
+            let ino = tree
+                .lookup(parent, name)?
+                .ok_or_else(|| Error::NotFound(shown(name)))?;
+            Ok(tree.get(ino)?.attr())
+        })
+    }
+
+    /// The entries of directory `ino`, sorted by name.
+    pub fn read_dir(&self, agent: AgentId, view: &View, ino: u64) -> Result<Vec<DirEntry>> {
+        self.read_tree(agent, view, |tree| {
+            directory(tree, ino)?;
+            Ok(tree
+                .children(ino)?
+                .into_iter()
+                .map(|(name, row)| DirEntry {
+                    name,
+                    attr: row.attr(),
+                })
+                .collect())
+        })
+    }
+
+    /// The parent directory of directory `ino` (the root is its own parent).
+    pub fn parent_dir(&self, agent: AgentId, ino: u64) -> Result<u64> {
+        if ino == ROOT {
+            return Ok(ROOT);
+        }
+        self.read_tree(agent, &View::Live, |tree| {
+            Ok(tree.parent_of(ino)?.unwrap_or(ROOT))
+        })
+    }
+
+    pub fn readlink_ino(&self, agent: AgentId, view: &View, ino: u64) -> Result<Vec<u8>> {
+        self.read_tree(agent, view, |tree| {
+            let row = tree
+                .inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            row.target
+                .ok_or_else(|| Error::InvalidArgument(format!("inode {ino} is not a symlink")))
+        })
+    }
+
+    /// A reader over file `ino` as it is now in `view`.
+    pub fn open_ino(&self, agent: AgentId, view: &View, ino: u64) -> Result<FileReader> {
+        let (manifest, hash) = self.index().read(|tx| {
+            let generation = crate::store::view_gen(tx, agent, view)?;
+            let row = Tree::at(tx, agent, generation)
+                .inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            if row.kind != FileType::File {
+                return Err(match row.kind {
+                    FileType::Directory => Error::IsADirectory(format!("inode {ino}")),
+                    _ => Error::InvalidArgument(format!("inode {ino} is not a regular file")),
+                });
+            }
+            let hash = row.content.unwrap_or_else(|| Hash::of(b""));
+            Ok((tx.manifest(row.content.as_ref())?, hash))
+        })?;
+        Ok(FileReader::new(self.clone(), manifest, hash))
+    }
+
+    /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
+    pub fn create_at(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        node: NewNode<'_>,
+    ) -> Result<Attr> {
+        check_new_name(parent, name)?;
+        self.change(agent, |tree| {
+            directory(tree, parent)?;
+            if tree.lookup(parent, name)?.is_some() {
+                return Err(Error::AlreadyExists(shown(name)));
+            }
+            let now = tree.tx.now;
+            let row = match node {
+                NewNode::File { mode } => file_row(now, mode, 0, None),
+                NewNode::Directory { mode } => tree.dir_row(mode),
+                NewNode::Symlink { target } => {
+                    if target.is_empty() || target.contains(&0) || target.len() > 4096 {
+                        return Err(Error::InvalidArgument(
+                            "a symlink target is 1-4096 bytes without NUL".into(),
+                        ));
+                    }
+                    InodeRow {
+                        kind: FileType::Symlink,
+                        size: target.len() as u64,
+                        target: Some(target.to_vec()),
+                        ..file_row(now, 0o777, 0, None)
+                    }
+                }
+            };
+            Ok(tree.create(parent, name, row)?.attr())
+        })
+    }
+
+    /// Removes entry `name` of `parent`: a non-directory (`unlink`) or an empty directory
+    /// (`rmdir`), as `directory` says.
+    pub fn remove_at(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        directory_wanted: bool,
+    ) -> Result<()> {
+        self.change(agent, |tree| {
+            directory(tree, parent)?;
+            let ino = tree
+                .lookup(parent, name)?
+                .ok_or_else(|| Error::NotFound(shown(name)))?;
+            let row = tree.get(ino)?;
+            let is_dir = row.kind == FileType::Directory;
+            if directory_wanted && !is_dir {
+                return Err(Error::NotADirectory(shown(name)));
+            }
+            if !directory_wanted && is_dir {
+                return Err(Error::IsADirectory(shown(name)));
+            }
+            if is_dir && tree.has_children(ino)? {
+                return Err(Error::DirectoryNotEmpty(shown(name)));
+            }
+            tree.unlink(parent, name, ino)
+        })
+    }
+
+    pub fn rename_at(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
+        check_new_name(new_parent, new_name)?;
+        self.change(agent, |tree| {
+            let from = Place {
+                dir: parent,
+                name,
+                shown: shown(name),
+            };
+            let to = Place {
+                dir: new_parent,
+                name: new_name,
+                shown: shown(new_name),
+            };
+            crate::rename::rename(tree, &from, &to, mode)
+        })
+    }
+
+    /// Makes `new_name` in `new_parent` another name for file `ino`.
+    pub fn link_at(
+        &self,
+        agent: AgentId,
+        ino: u64,
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<Attr> {
+        check_new_name(new_parent, new_name)?;
+        self.change(agent, |tree| {
+            let source = tree
+                .inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            if source.kind == FileType::Directory {
+                return Err(Error::IsADirectory(
+                    "directories cannot be hard-linked".into(),
+                ));
+            }
+            directory(tree, new_parent)?;
+            if tree.lookup(new_parent, new_name)?.is_some() {
+                return Err(Error::AlreadyExists(shown(new_name)));
+            }
+            let now = tree.tx.now;
+            tree.insert_dentry(new_parent, new_name, ino)?;
+            tree.modify(new_parent, |p| {
+                p.mtime = now;
+                p.ctime = now;
+            })?;
+            Ok(tree
+                .modify(ino, |r| {
+                    r.nlink += 1;
+                    r.ctime = now;
+                })?
+                .attr())
+        })
+    }
+
+    /// Changes mode, size and times of inode `ino`.
+    pub fn set_attr_ino(&self, agent: AgentId, ino: u64, changes: &SetAttr) -> Result<Attr> {
+        let apply = |r: &mut InodeRow, now: i64| {
+            if let Some(mode) = changes.mode {
+                r.mode = mode & 0o7777;
+            }
+            if let Some(atime) = changes.atime_ns {
+                r.atime = atime;
+            }
+            if let Some(mtime) = changes.mtime_ns {
+                r.mtime = mtime;
+            }
+            r.ctime = now;
+        };
+        let locate = |tree: &Tree<'_>| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
+        };
+        if let Some(size) = changes.size {
+            let current = self.getattr(agent, &View::Live, ino)?;
+            match current.kind {
+                FileType::Directory => return Err(Error::IsADirectory(format!("inode {ino}"))),
+                FileType::File if current.size != size => {
+                    let shown = format!("inode {ino}");
+                    return self.edit(agent, &locate, &shown, Edit::Resize { size }, |r| {
+                        let now = r.ctime;
+                        apply(r, now)
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.change(agent, |tree| {
+            let row = locate(tree)?;
+            let now = tree.tx.now;
+            Ok(tree.modify(row.ino, |r| apply(r, now))?.attr())
+        })
+    }
+
+    /// Writes `data` at `offset` in file `ino`.
+    pub fn write_ino(&self, agent: AgentId, ino: u64, offset: u64, data: &[u8]) -> Result<Attr> {
+        let locate = |tree: &Tree<'_>| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
+        };
+        self.edit(
+            agent,
+            &locate,
+            &format!("inode {ino}"),
+            Edit::Write { offset, data },
+            |_| {},
+        )
+    }
+
+    /// Usage and quota, cheaply, for `statfs`.
+    pub fn fs_usage(&self, agent: AgentId) -> Result<FsUsage> {
+        self.index().read(|tx| {
+            let usage = tx.usage(agent)?;
+            Ok(FsUsage {
+                logical_bytes: usage.bytes as u64,
+                entries: (usage.files + usage.dirs) as u64,
+                quota: tx.quota(agent)?,
+            })
+        })
+    }
+}
