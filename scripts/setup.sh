@@ -135,4 +135,31 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# --- Conformance: pjdfstest ------------------------------------------------------------------
+# The POSIX file system test suite (the Rust rewrite, from crates.io) that scripts/pjdfstest.sh
+# runs against a mount. Tests that switch users need two unprivileged users, each with a
+# primary group that exists: `nobody` (Debian's primary group is `nogroup`) and `tests`.
+
+if ! command -v pjdfstest >/dev/null 2>&1 &&
+    [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/pjdfstest" ]]; then
+    say "installing pjdfstest from crates.io (about a minute)"
+    cargo install --locked pjdfstest
+fi
+
+has_user_and_group() { getent passwd "$1" >/dev/null && getent group "$(id -g "$1")" >/dev/null; }
+
+has_user_and_group nobody ||
+    die "user nobody or its primary group is missing; pjdfstest needs both"
+if ! getent passwd tests >/dev/null; then
+    need_root "the user \`tests\` that pjdfstest switches to is missing"
+    if ! getent group tests >/dev/null; then
+        say "adding group tests for pjdfstest"
+        groupadd --system tests
+    fi
+    say "adding user tests for pjdfstest"
+    useradd --system --gid tests --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "Dummy user for pjdfstest" tests
+fi
+has_user_and_group tests || die "the primary group of the user \`tests\` does not exist"
+
 say "everything is installed"

@@ -33,6 +33,8 @@ pub enum Command {
     Fs(FsArgs),
     /// Snapshot, restore and compare an agent's tree on a server.
     Snapshot(SnapshotArgs),
+    /// Mount an agent's tree (or one of its snapshots) with FUSE to look at what it did.
+    Mount(MountArgs),
 }
 
 /// Where the data lives; shared by every command that opens a data directory.
@@ -274,4 +276,24 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing, empty directory to mount on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The agent whose tree to mount.
+    #[arg(long, default_value = "default")]
+    pub agent: String,
+    /// Mount this snapshot (id or name), read-only.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Refuse every change through the mount.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Threads serving filesystem requests.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
 }

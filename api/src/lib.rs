@@ -5,4 +5,5 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod keys;
+pub mod mount;
 pub mod server;

@@ -1,5 +1,6 @@
 //! `agentbox`: the server (`serve`), data-directory administration (`agents`, `keys`,
-//! `fsck`, `gc`) and the HTTP client (`fs`, `snapshot`), in one binary.
+//! `fsck`, `gc`), the HTTP client (`fs`, `snapshot`) and FUSE mounts (`mount`), in one
+//! binary.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => api::admin::gc(args),
         Command::Fs(args) => api::client::fs(args),
         Command::Snapshot(args) => api::client::snapshot(args),
+        Command::Mount(args) => api::mount::run(args),
     };
     match result {
         Ok(code) => code,

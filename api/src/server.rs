@@ -40,6 +40,7 @@ use crate::cli::ServeArgs;
 
 pub use auth::Agent;
 pub use error::ApiError;
+pub use startup::lock_data_dir;
 pub use state::{AppState, Limits};
 pub use time::rfc3339_ns;
 

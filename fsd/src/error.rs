@@ -28,6 +28,8 @@ pub enum Error {
     TooLarge { limit: u64 },
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
+    #[error("read-only: {0}")]
+    ReadOnly(String),
     #[error("data directory is in use: {0}")]
     Locked(String),
     #[error("store is corrupt: {0}")]
@@ -62,6 +64,7 @@ impl Error {
             Error::InvalidArgument(_) => libc::EINVAL,
             Error::TooLarge { .. } => libc::EFBIG,
             Error::QuotaExceeded(_) => libc::EDQUOT,
+            Error::ReadOnly(_) => libc::EROFS,
             Error::Locked(_) => libc::EBUSY,
             Error::Corrupt(_) => libc::EIO,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),

@@ -25,6 +25,8 @@ mod rename;
 mod splice;
 mod store;
 mod types;
+pub mod vfs;
+pub mod fuse;
 
 pub use chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, WHOLE_FILE_MAX};
 pub use error::{Error, Result};

@@ -10,12 +10,13 @@
 //! refusing it as soon as it passes its limit.
 //!
 //! Downloads: [`file_body`] reads a file 256 KiB at a time, each read a short blocking
-//! task started when the connection wants more.
+//! task, one chunk ahead of the connection.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -108,6 +109,14 @@ pub fn upload_channel() -> (mpsc::Sender<Frame>, mpsc::Receiver<Frame>) {
     mpsc::channel(UPLOAD_FRAMES)
 }
 
+/// The request's `Content-Length`, if it gives a valid one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads `body` into one buffer of at most `limit` bytes; `declared` is its
 /// `Content-Length`, if given. Over the limit, answers `too_large()`.
 pub async fn collect(
@@ -134,48 +143,58 @@ pub async fn collect(
     Ok(buf)
 }
 
+/// Where a download is: the reader, where to seek before the first read, bytes to go.
+struct Progress<R> {
+    reader: R,
+    start: Option<u64>,
+    remaining: u64,
+}
+
+type NextChunk<R> = tokio::task::JoinHandle<io::Result<(Bytes, Progress<R>)>>;
+
+/// Reads the next chunk of a download on a short blocking task.
+fn read_next<R: Read + Seek + Send + 'static>(mut progress: Progress<R>) -> NextChunk<R> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(start) = progress.start.take() {
+            progress.reader.seek(SeekFrom::Start(start))?;
+        }
+        let want = progress.remaining.min(DOWNLOAD_CHUNK as u64) as usize;
+        let chunk = read_up_to(&mut progress.reader, want)?;
+        if chunk.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ended before its recorded length",
+            ));
+        }
+        progress.remaining -= chunk.len() as u64;
+        Ok((Bytes::from(chunk), progress))
+    })
+}
+
 /// A response body of `len` bytes of `reader` from `start`. Each 256 KiB is read by its
-/// own blocking task when the connection asks for it, so a slow client holds no thread,
-/// and reading stops as soon as the client goes away.
+/// own short blocking task, one chunk ahead of the connection, so a slow client holds no
+/// thread, and reading stops as soon as the client goes away.
 pub fn file_body<R>(reader: R, start: u64, len: u64) -> Body
 where
     R: Read + Seek + Send + 'static,
 {
-    struct Progress<R> {
-        reader: R,
-        /// Where to seek before the first read.
-        start: Option<u64>,
-        remaining: u64,
+    if len == 0 {
+        return Body::empty();
     }
-    let first = Progress {
+    let first = read_next(Progress {
         reader,
         start: Some(start),
         remaining: len,
-    };
-    let stream = futures_util::stream::unfold(Some(first), |state| async move {
-        let mut progress = state?;
-        if progress.remaining == 0 {
-            return None;
-        }
-        let step = tokio::task::spawn_blocking(move || {
-            if let Some(start) = progress.start.take() {
-                progress.reader.seek(SeekFrom::Start(start))?;
-            }
-            let want = progress.remaining.min(DOWNLOAD_CHUNK as u64) as usize;
-            let chunk = read_up_to(&mut progress.reader, want)?;
-            if chunk.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file ended before its recorded length",
-                ));
-            }
-            progress.remaining -= chunk.len() as u64;
-            Ok((Bytes::from(chunk), progress))
-        })
-        .await
-        .unwrap_or_else(|error| Err(io::Error::other(error)));
+    });
+    let stream = futures_util::stream::unfold(Some(first), |next| async move {
+        let step = next?
+            .await
+            .unwrap_or_else(|error| Err(io::Error::other(error)));
         match step {
-            Ok((chunk, progress)) => Some((Ok(chunk), Some(progress))),
+            Ok((chunk, progress)) => {
+                let next = (progress.remaining > 0).then(|| read_next(progress));
+                Some((Ok(chunk), next))
+            }
             Err(error) => {
                 tracing::error!(%error, "reading a file for download failed");
                 Some((Err(error), None))

@@ -123,10 +123,7 @@ pub async fn put(
     let path = parse_path(&query.path)?;
     let mode = check_mode(query.mode)?;
     let max = state.limits.max_file_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = body::declared_length(&headers);
     if declared.is_some_and(|declared| declared > max) {
         return Err(ApiError::too_large(max));
     }

@@ -73,10 +73,7 @@ impl JsonBytes {
         if !is_json(headers.get(header::CONTENT_TYPE)) {
             return Err(missing_content_type());
         }
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = super::body::declared_length(headers);
         super::body::collect(body, limit, declared, too_large)
             .await
             .map(JsonBytes)

@@ -1,0 +1,467 @@
+//! The FUSE adapter: serves a [`Vfs`] to the kernel with the fuser crate. A thin layer:
+//! it converts types, maps errors to errno (through [`Error::to_errno`]) and answers;
+//! everything else is in `vfs.rs` and the store.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+};
+
+use crate::vfs::Vfs;
+use crate::{Attr, Error, FileType, NewNode, RenameMode, Result, SetAttr};
+
+/// How long the kernel may cache attributes and entries.
+const TTL: Duration = Duration::from_secs(1);
+const BLOCK: u64 = 4096;
+
+/// How a mount is made.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// The owner every file is shown with.
+    pub uid: u32,
+    pub gid: u32,
+    /// Threads serving requests.
+    pub threads: usize,
+    /// Let users other than the mounting one in; needs root or `user_allow_other` in
+    /// `/etc/fuse.conf`.
+    pub allow_other: bool,
+    /// The name shown as the mount's source.
+    pub fs_name: String,
+}
+
+/// A live mount; unmounted when dropped or by [`Mount::unmount`].
+pub struct Mount {
+    session: fuser::BackgroundSession,
+    mountpoint: PathBuf,
+}
+
+impl Mount {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits for the serving threads to finish.
+    pub fn unmount(self) -> Result<()> {
+        self.session.umount_and_join().map_err(Error::io("unmounting"))
+    }
+
+    /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
+    pub fn join(self) -> Result<()> {
+        self.session.join().map_err(Error::io("serving the mount"))
+    }
+}
+
+/// Mounts `vfs` at `mountpoint`, serving it from background threads.
+pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount> {
+    let read_only = vfs.is_read_only();
+    let mut options = vec![
+        MountOption::FSName(config.fs_name.clone()),
+        MountOption::Subtype("agentbox".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        if read_only { MountOption::RO } else { MountOption::RW },
+    ];
+    let mut fuse_config = fuser::Config::default();
+    if config.allow_other {
+        fuse_config.acl = fuser::SessionACL::All;
+    }
+    fuse_config.mount_options = options;
+    fuse_config.n_threads = Some(config.threads.max(1));
+    fuse_config.clone_fd = config.threads > 1;
+    let fs = AgentFs { vfs, uid: config.uid, gid: config.gid };
+    let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
+        .map_err(Error::io(format!("mounting at {}", mountpoint.display())))?;
+    Ok(Mount { session, mountpoint: mountpoint.to_owned() })
+}
+
+struct AgentFs {
+    vfs: Vfs,
+    uid: u32,
+    gid: u32,
+}
+
+fn errno(error: &Error) -> Errno {
+    if matches!(error, Error::Io { .. } | Error::Index(_) | Error::Corrupt(_)) {
+        tracing::warn!(%error, "filesystem request failed");
+    }
+    Errno::from_i32(error.to_errno())
+}
+
+fn to_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn to_ns(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_nanos() as i64,
+        Err(before) => -(before.duration().as_nanos() as i64),
+    }
+}
+
+fn time_or_now(time: TimeOrNow) -> i64 {
+    match time {
+        TimeOrNow::SpecificTime(time) => to_ns(time),
+        TimeOrNow::Now => to_ns(SystemTime::now()),
+    }
+}
+
+fn kind(kind: FileType) -> fuser::FileType {
+    match kind {
+        FileType::File => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+    }
+}
+
+impl AgentFs {
+    fn attr(&self, attr: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(attr.ino),
+            size: attr.size,
+            blocks: attr.size.div_ceil(512),
+            atime: to_time(attr.atime_ns),
+            mtime: to_time(attr.mtime_ns),
+            ctime: to_time(attr.ctime_ns),
+            crtime: to_time(attr.ctime_ns),
+            kind: kind(attr.kind),
+            perm: (attr.mode & 0o7777) as u16,
+            nlink: attr.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLOCK as u32,
+            flags: 0,
+        }
+    }
+
+    fn entry(&self, result: Result<Attr>, reply: ReplyEntry) {
+        match result {
+            Ok(attr) => reply.entry(&TTL, &self.attr(&attr), Generation(0)),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn empty(result: Result<()>, reply: ReplyEmpty) {
+        match result {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    /// `.`, `..` and the entries of an open directory, from position `offset` on.
+    fn listing(&self, ino: u64, handle: u64, offset: u64) -> Result<Vec<(u64, Vec<u8>, Attr)>> {
+        let entries = self.vfs.dir_entries(handle)?;
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push((ino, b".".to_vec(), self.vfs.getattr(ino)?));
+        }
+        if offset <= 1 {
+            let parent = self.vfs.parent_of(ino)?;
+            out.push((parent, b"..".to_vec(), self.vfs.getattr(parent)?));
+        }
+        let skip = offset.saturating_sub(2) as usize;
+        out.extend(entries.iter().skip(skip).map(|e| (e.attr.ino, e.name.clone(), e.attr.clone())));
+        Ok(out)
+    }
+}
+
+impl Filesystem for AgentFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.entry(self.vfs.lookup(parent.0, name.as_bytes()), reply);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &self.attr(&attr)),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // Owners are not stored: every file belongs to the mount's user.
+        if uid.is_some_and(|u| u != self.uid) || gid.is_some_and(|g| g != self.gid) {
+            return reply.error(Errno::EPERM);
+        }
+        let changes = SetAttr {
+            mode: mode.map(|m| m & 0o7777),
+            size,
+            atime_ns: atime.map(time_or_now),
+            mtime_ns: mtime.map(time_or_now),
+        };
+        match self.vfs.setattr(ino.0, &changes) {
+            Ok(attr) => reply.attr(&TTL, &self.attr(&attr)),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Devices, FIFOs and sockets have no place in an agent's stored tree.
+            return reply.error(Errno::EPERM);
+        }
+        let node = NewNode::File { mode: mode & !umask & 0o7777 };
+        self.entry(self.vfs.create(parent.0, name.as_bytes(), node), reply);
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let node = NewNode::Directory { mode: mode & !umask & 0o7777 };
+        self.entry(self.vfs.create(parent.0, name.as_bytes(), node), reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::empty(self.vfs.remove(parent.0, name.as_bytes(), false), reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::empty(self.vfs.remove(parent.0, name.as_bytes(), true), reply);
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let node = NewNode::Symlink { target: target.as_os_str().as_bytes() };
+        self.entry(self.vfs.create(parent.0, link_name.as_bytes(), node), reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            return reply.error(Errno::EINVAL);
+        };
+        Self::empty(self.vfs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), mode), reply);
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let result = self.vfs.link(ino.0, newparent.0, newname.as_bytes());
+        let result = result.map_err(|error| match error {
+            Error::IsADirectory(message) => Error::InvalidArgument(message),
+            other => other,
+        });
+        match result {
+            Ok(attr) => reply.entry(&TTL, &self.attr(&attr), Generation(0)),
+            Err(Error::InvalidArgument(_)) => reply.error(Errno::EPERM),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.vfs.open(ino.0, write) {
+            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.vfs.write(fh.0, offset, data) {
+            Ok(written) => reply.written(written),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        Self::empty(self.vfs.flush(fh.0), reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(self.vfs.release(fh.0), reply);
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Commits are durable once they return (the store is opened durable).
+        Self::empty(self.vfs.flush(fh.0), reply);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(ino.0) {
+            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.listing(ino.0, fh.0, offset) {
+            Ok(entries) => {
+                for (i, (ino, name, attr)) in entries.iter().enumerate() {
+                    let next = offset + i as u64 + 1;
+                    if reply.add(INodeNo(*ino), next, kind(attr.kind), OsStr::from_bytes(name)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.listing(ino.0, fh.0, offset) {
+            Ok(entries) => {
+                for (i, (ino, name, attr)) in entries.iter().enumerate() {
+                    let next = offset + i as u64 + 1;
+                    let attr = self.attr(attr);
+                    if reply.add(INodeNo(*ino), next, OsStr::from_bytes(name), &TTL, &attr, Generation(0)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.vfs.statfs() {
+            Ok(usage) => {
+                // Without a quota, report room for 1 PiB and 2^32 files.
+                let total_bytes = usage.quota.max_bytes.unwrap_or(1 << 50);
+                let total_files = usage.quota.max_files.unwrap_or(1 << 32);
+                let blocks = total_bytes / BLOCK;
+                let free = blocks.saturating_sub(usage.logical_bytes.div_ceil(BLOCK));
+                let files_free = total_files.saturating_sub(usage.entries);
+                reply.statfs(blocks, free, free, total_files, files_free, BLOCK as u32, 255, BLOCK as u32);
+            }
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // `default_permissions` makes the kernel check modes before asking.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
+            return reply.error(Errno::EPERM);
+        }
+        let node = NewNode::File { mode: mode & !umask & 0o7777 };
+        let result = self.vfs.create(parent.0, name.as_bytes(), node).and_then(|attr| {
+            let write = OpenFlags(flags).acc_mode() != OpenAccMode::O_RDONLY;
+            Ok((attr.clone(), self.vfs.open(attr.ino, write)?))
+        });
+        match result {
+            Ok((attr, handle)) => {
+                reply.created(&TTL, &self.attr(&attr), Generation(0), FileHandle(handle), FopenFlags::empty())
+            }
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+}

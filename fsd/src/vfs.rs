@@ -1,0 +1,254 @@
+//! The filesystem as a mount sees it, independent of FUSE: inode-level operations on one
+//! agent's tree, open-file handles that buffer writes and commit them to the store on
+//! flush, fsync and release (or once the buffer grows large), directory handles that keep
+//! a listing stable while it is read, and read-only views (snapshots, read-only mounts).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::{
+    AgentId, Attr, DirEntry, Error, FileReader, FsUsage, NewNode, RenameMode, Result, SetAttr,
+    Store, View,
+};
+
+/// A handle's buffered writes are committed once they exceed this many bytes.
+pub const WRITE_BUFFER_MAX: usize = 32 * 1024 * 1024;
+
+/// What a mount shows and allows.
+#[derive(Debug, Clone)]
+pub struct VfsOptions {
+    /// Refuse every change with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// The version of the tree shown; anything but [`View::Live`] is read-only.
+    pub view: View,
+}
+
+impl Default for VfsOptions {
+    fn default() -> Self {
+        VfsOptions { read_only: false, view: View::Live }
+    }
+}
+
+/// One open file.
+struct FileHandle {
+    ino: u64,
+    /// Buffered writes, in order; adjacent writes are merged into one range.
+    pending: Vec<(u64, Vec<u8>)>,
+    pending_bytes: usize,
+    /// A reader kept across reads while the file's content does not change.
+    reader: Option<FileReader>,
+}
+
+/// One agent's tree served to a mount.
+pub struct Vfs {
+    store: Store,
+    agent: AgentId,
+    options: VfsOptions,
+    files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_handle: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Vfs {
+    pub fn new(store: Store, agent: AgentId, options: VfsOptions) -> Vfs {
+        Vfs {
+            store,
+            agent,
+            options,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.options.read_only || self.options.view != View::Live
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly("this mount is read-only".into()));
+        }
+        Ok(())
+    }
+
+    fn view(&self) -> &View {
+        &self.options.view
+    }
+
+    // ----- metadata -----
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        self.flush_inode(ino)?;
+        self.store.getattr(self.agent, self.view(), ino)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let attr = self.store.lookup(self.agent, self.view(), parent, name)?;
+        if self.has_pending(attr.ino) {
+            return self.getattr(attr.ino);
+        }
+        Ok(attr)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        self.store.readlink_ino(self.agent, self.view(), ino)
+    }
+
+    pub fn create(&self, parent: u64, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
+        self.writable()?;
+        self.store.create_at(self.agent, parent, name, node)
+    }
+
+    pub fn remove(&self, parent: u64, name: &[u8], directory: bool) -> Result<()> {
+        self.writable()?;
+        self.store.remove_at(self.agent, parent, name, directory)
+    }
+
+    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], mode: RenameMode) -> Result<()> {
+        self.writable()?;
+        self.store.rename_at(self.agent, parent, name, new_parent, new_name, mode)
+    }
+
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
+        self.writable()?;
+        self.store.link_at(self.agent, ino, new_parent, new_name)
+    }
+
+    pub fn setattr(&self, ino: u64, changes: &SetAttr) -> Result<Attr> {
+        self.writable()?;
+        self.flush_inode(ino)?;
+        self.store.set_attr_ino(self.agent, ino, changes)
+    }
+
+    pub fn statfs(&self) -> Result<FsUsage> {
+        self.store.fs_usage(self.agent)
+    }
+
+    // ----- directories -----
+
+    /// Opens directory `ino`: its listing (with `.` and `..` first) is taken now and read
+    /// from the handle until it is released.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let entries = self.store.read_dir(self.agent, self.view(), ino)?;
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(handle, Arc::new(entries));
+        Ok(handle)
+    }
+
+    /// The listing of an open directory.
+    pub fn dir_entries(&self, handle: u64) -> Result<Arc<Vec<DirEntry>>> {
+        lock(&self.dirs).get(&handle).cloned().ok_or_else(|| Error::InvalidArgument("unknown directory handle".into()))
+    }
+
+    pub fn parent_of(&self, ino: u64) -> Result<u64> {
+        self.store.parent_dir(self.agent, ino)
+    }
+
+    pub fn releasedir(&self, handle: u64) {
+        lock(&self.dirs).remove(&handle);
+    }
+
+    // ----- files -----
+
+    /// Opens file `ino`; `write` asks for write access.
+    pub fn open(&self, ino: u64, write: bool) -> Result<u64> {
+        if write {
+            self.writable()?;
+        }
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let file = FileHandle { ino, pending: Vec::new(), pending_bytes: 0, reader: None };
+        lock(&self.files).insert(handle, Arc::new(Mutex::new(file)));
+        Ok(handle)
+    }
+
+    fn file(&self, handle: u64) -> Result<Arc<Mutex<FileHandle>>> {
+        lock(&self.files).get(&handle).cloned().ok_or_else(|| Error::InvalidArgument("unknown file handle".into()))
+    }
+
+    /// Up to `size` bytes of the file at `offset`, including writes still buffered.
+    pub fn read(&self, handle: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let file = self.file(handle)?;
+        let ino = lock(&file).ino;
+        self.flush_inode(ino)?;
+        let mut file = lock(&file);
+        let current = self.store.getattr(self.agent, self.view(), ino)?;
+        let stale = file.reader.as_ref().is_none_or(|reader| Some(reader.hash()) != current.hash);
+        if stale {
+            file.reader = Some(self.store.open_ino(self.agent, self.view(), ino)?);
+        }
+        let reader = file.reader.as_mut().ok_or_else(|| Error::Corrupt("reader vanished".into()))?;
+        reader.seek(SeekFrom::Start(offset)).map_err(Error::io("seeking in a file"))?;
+        let mut out = Vec::with_capacity(size as usize);
+        reader.take(u64::from(size)).read_to_end(&mut out).map_err(Error::io("reading a file"))?;
+        Ok(out)
+    }
+
+    /// Buffers a write; commits the buffer if it has grown past [`WRITE_BUFFER_MAX`].
+    pub fn write(&self, handle: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        self.writable()?;
+        let file = self.file(handle)?;
+        let mut file = lock(&file);
+        match file.pending.last_mut() {
+            Some((start, bytes)) if *start + bytes.len() as u64 == offset => bytes.extend_from_slice(data),
+            _ => file.pending.push((offset, data.to_vec())),
+        }
+        file.pending_bytes += data.len();
+        file.reader = None;
+        if file.pending_bytes >= WRITE_BUFFER_MAX {
+            self.commit(&mut file)?;
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Commits a handle's buffered writes (flush and fsync).
+    pub fn flush(&self, handle: u64) -> Result<()> {
+        let file = self.file(handle)?;
+        let mut file = lock(&file);
+        self.commit(&mut file)
+    }
+
+    /// Commits and forgets a handle.
+    pub fn release(&self, handle: u64) -> Result<()> {
+        let file = lock(&self.files).remove(&handle);
+        match file {
+            Some(file) => self.commit(&mut lock(&file)),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(&self, file: &mut FileHandle) -> Result<()> {
+        let pending = std::mem::take(&mut file.pending);
+        file.pending_bytes = 0;
+        for (offset, bytes) in pending {
+            self.store.write_ino(self.agent, file.ino, offset, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn has_pending(&self, ino: u64) -> bool {
+        let files: Vec<_> = lock(&self.files).values().cloned().collect();
+        files.iter().any(|file| {
+            let file = lock(file);
+            file.ino == ino && !file.pending.is_empty()
+        })
+    }
+
+    /// Commits every handle's buffered writes to `ino`, so reads see them.
+    fn flush_inode(&self, ino: u64) -> Result<()> {
+        let files: Vec<_> = lock(&self.files).values().cloned().collect();
+        for file in files {
+            let mut file = lock(&file);
+            if file.ino == ino && !file.pending.is_empty() {
+                self.commit(&mut file)?;
+            }
+        }
+        Ok(())
+    }
+}
