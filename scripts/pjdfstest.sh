@@ -102,7 +102,10 @@ fi
 # Exclusion patterns, from files or comma-separated lists.
 exclude_patterns=()
 for list in "${excludes[@]}"; do
-    if [[ -f $list ]]; then
+    # Test names have no slash, so a path that is not a file is a mistake.
+    if [[ $list == */* && ! -f $list ]]; then
+        die "exclusion list $list does not exist"
+    elif [[ -f $list ]]; then
         while IFS= read -r line || [[ -n $line ]]; do
             line=${line%%#*}
             read -r pattern _ <<<"$line" || true

@@ -7,3 +7,5 @@ pub mod client;
 pub mod keys;
 pub mod mount;
 pub mod server;
+
+pub use server::{AppState, router, serve};

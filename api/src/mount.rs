@@ -15,7 +15,10 @@ use crate::cli::MountArgs;
 pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     let data_dir = &args.data.data_dir;
     if !data_dir.join("index.db").exists() {
-        bail!("{} is not an agentbox data directory (no index.db)", data_dir.display());
+        bail!(
+            "{} is not an agentbox data directory (no index.db)",
+            data_dir.display()
+        );
     }
     let _lock = crate::server::lock_data_dir(data_dir).context(
         "the data directory is in use; stop the server first (mounting through a running server is not available yet)",
@@ -25,7 +28,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open(data_dir, StoreOptions::default())
         .with_context(|| format!("opening {}", data_dir.display()))?;
-    let agent = store.agent(&args.agent)?.with_context(|| format!("no agent named {}", args.agent))?;
+    let agent = store
+        .agent(&args.agent)?
+        .with_context(|| format!("no agent named {}", args.agent))?;
     let view = match &args.snapshot {
         Some(id) => {
             store.snapshot(agent.id, id)?;
@@ -33,7 +38,14 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         }
         None => View::Live,
     };
-    let vfs = Vfs::new(store, agent.id, VfsOptions { read_only: args.read_only, view });
+    let vfs = Vfs::new(
+        store,
+        agent.id,
+        VfsOptions {
+            read_only: args.read_only,
+            view,
+        },
+    );
     // SAFETY: getuid and getgid cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let config = MountConfig {
@@ -48,7 +60,10 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         "mounted agent {} at {}{}; Ctrl-C unmounts",
         agent.name,
         args.mountpoint.display(),
-        args.snapshot.as_deref().map(|s| format!(" (snapshot {s}, read-only)")).unwrap_or_default()
+        args.snapshot
+            .as_deref()
+            .map(|s| format!(" (snapshot {s}, read-only)"))
+            .unwrap_or_default()
     );
     wait_for_signal()?;
     mount.unmount()?;
@@ -58,9 +73,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
 
 /// Blocks until SIGINT or SIGTERM.
 fn wait_for_signal() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = tokio::signal::ctrl_c() => result,
             _ = terminate.recv() => Ok(()),

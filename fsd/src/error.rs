@@ -10,6 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("no such file or directory: {0}")]
     NotFound(String),
+    #[error("no such snapshot: {0}")]
+    NoSuchSnapshot(String),
     #[error("already exists: {0}")]
     AlreadyExists(String),
     #[error("not a directory: {0}")]
@@ -54,7 +56,7 @@ impl Error {
     /// The errno a POSIX caller should see for this error.
     pub fn to_errno(&self) -> i32 {
         match self {
-            Error::NotFound(_) => libc::ENOENT,
+            Error::NotFound(_) | Error::NoSuchSnapshot(_) => libc::ENOENT,
             Error::AlreadyExists(_) => libc::EEXIST,
             Error::NotADirectory(_) => libc::ENOTDIR,
             Error::IsADirectory(_) => libc::EISDIR,

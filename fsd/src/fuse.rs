@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, TimeOrNow,
 };
 
 use crate::vfs::Vfs;
@@ -49,7 +49,9 @@ impl Mount {
 
     /// Unmounts and waits for the serving threads to finish.
     pub fn unmount(self) -> Result<()> {
-        self.session.umount_and_join().map_err(Error::io("unmounting"))
+        self.session
+            .umount_and_join()
+            .map_err(Error::io("unmounting"))
     }
 
     /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
@@ -61,13 +63,17 @@ impl Mount {
 /// Mounts `vfs` at `mountpoint`, serving it from background threads.
 pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount> {
     let read_only = vfs.is_read_only();
-    let mut options = vec![
+    let options = vec![
         MountOption::FSName(config.fs_name.clone()),
         MountOption::Subtype("agentbox".into()),
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
-        if read_only { MountOption::RO } else { MountOption::RW },
+        if read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
     ];
     let mut fuse_config = fuser::Config::default();
     if config.allow_other {
@@ -76,10 +82,17 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount>
     fuse_config.mount_options = options;
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = config.threads > 1;
-    let fs = AgentFs { vfs, uid: config.uid, gid: config.gid };
+    let fs = AgentFs {
+        vfs,
+        uid: config.uid,
+        gid: config.gid,
+    };
     let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
         .map_err(Error::io(format!("mounting at {}", mountpoint.display())))?;
-    Ok(Mount { session, mountpoint: mountpoint.to_owned() })
+    Ok(Mount {
+        session,
+        mountpoint: mountpoint.to_owned(),
+    })
 }
 
 struct AgentFs {
@@ -89,7 +102,10 @@ struct AgentFs {
 }
 
 fn errno(error: &Error) -> Errno {
-    if matches!(error, Error::Io { .. } | Error::Index(_) | Error::Corrupt(_)) {
+    if matches!(
+        error,
+        Error::Io { .. } | Error::Index(_) | Error::Corrupt(_)
+    ) {
         tracing::warn!(%error, "filesystem request failed");
     }
     Errno::from_i32(error.to_errno())
@@ -172,14 +188,20 @@ impl AgentFs {
             out.push((parent, b"..".to_vec(), self.vfs.getattr(parent)?));
         }
         let skip = offset.saturating_sub(2) as usize;
-        out.extend(entries.iter().skip(skip).map(|e| (e.attr.ino, e.name.clone(), e.attr.clone())));
+        out.extend(
+            entries
+                .iter()
+                .skip(skip)
+                .map(|e| (e.attr.ino, e.name.clone(), e.attr.clone())),
+        );
         Ok(out)
     }
 }
 
 impl Filesystem for AgentFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
@@ -250,12 +272,24 @@ impl Filesystem for AgentFs {
             // Devices, FIFOs and sockets have no place in an agent's stored tree.
             return reply.error(Errno::EPERM);
         }
-        let node = NewNode::File { mode: mode & !umask & 0o7777 };
+        let node = NewNode::File {
+            mode: mode & !umask & 0o7777,
+        };
         self.entry(self.vfs.create(parent.0, name.as_bytes(), node), reply);
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let node = NewNode::Directory { mode: mode & !umask & 0o7777 };
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let node = NewNode::Directory {
+            mode: mode & !umask & 0o7777,
+        };
         self.entry(self.vfs.create(parent.0, name.as_bytes(), node), reply);
     }
 
@@ -267,8 +301,17 @@ impl Filesystem for AgentFs {
         Self::empty(self.vfs.remove(parent.0, name.as_bytes(), true), reply);
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let node = NewNode::Symlink { target: target.as_os_str().as_bytes() };
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let node = NewNode::Symlink {
+            target: target.as_os_str().as_bytes(),
+        };
         self.entry(self.vfs.create(parent.0, link_name.as_bytes(), node), reply);
     }
 
@@ -291,10 +334,26 @@ impl Filesystem for AgentFs {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        Self::empty(self.vfs.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), mode), reply);
+        Self::empty(
+            self.vfs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                mode,
+            ),
+            reply,
+        );
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let result = self.vfs.link(ino.0, newparent.0, newname.as_bytes());
         let result = result.map_err(|error| match error {
             Error::IsADirectory(message) => Error::InvalidArgument(message),
@@ -350,7 +409,14 @@ impl Filesystem for AgentFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
         Self::empty(self.vfs.flush(fh.0), reply);
     }
 
@@ -367,7 +433,14 @@ impl Filesystem for AgentFs {
         Self::empty(self.vfs.release(fh.0), reply);
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Commits are durable once they return (the store is opened durable).
         Self::empty(self.vfs.flush(fh.0), reply);
     }
@@ -379,12 +452,24 @@ impl Filesystem for AgentFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.listing(ino.0, fh.0, offset) {
             Ok(entries) => {
                 for (i, (ino, name, attr)) in entries.iter().enumerate() {
                     let next = offset + i as u64 + 1;
-                    if reply.add(INodeNo(*ino), next, kind(attr.kind), OsStr::from_bytes(name)) {
+                    if reply.add(
+                        INodeNo(*ino),
+                        next,
+                        kind(attr.kind),
+                        OsStr::from_bytes(name),
+                    ) {
                         break;
                     }
                 }
@@ -394,13 +479,27 @@ impl Filesystem for AgentFs {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         match self.listing(ino.0, fh.0, offset) {
             Ok(entries) => {
                 for (i, (ino, name, attr)) in entries.iter().enumerate() {
                     let next = offset + i as u64 + 1;
                     let attr = self.attr(attr);
-                    if reply.add(INodeNo(*ino), next, OsStr::from_bytes(name), &TTL, &attr, Generation(0)) {
+                    if reply.add(
+                        INodeNo(*ino),
+                        next,
+                        OsStr::from_bytes(name),
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    ) {
                         break;
                     }
                 }
@@ -410,12 +509,26 @@ impl Filesystem for AgentFs {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.vfs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -428,7 +541,16 @@ impl Filesystem for AgentFs {
                 let blocks = total_bytes / BLOCK;
                 let free = blocks.saturating_sub(usage.logical_bytes.div_ceil(BLOCK));
                 let files_free = total_files.saturating_sub(usage.entries);
-                reply.statfs(blocks, free, free, total_files, files_free, BLOCK as u32, 255, BLOCK as u32);
+                reply.statfs(
+                    blocks,
+                    free,
+                    free,
+                    total_files,
+                    files_free,
+                    BLOCK as u32,
+                    255,
+                    BLOCK as u32,
+                );
             }
             Err(error) => reply.error(errno(&error)),
         }
@@ -452,15 +574,24 @@ impl Filesystem for AgentFs {
         if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
             return reply.error(Errno::EPERM);
         }
-        let node = NewNode::File { mode: mode & !umask & 0o7777 };
-        let result = self.vfs.create(parent.0, name.as_bytes(), node).and_then(|attr| {
-            let write = OpenFlags(flags).acc_mode() != OpenAccMode::O_RDONLY;
-            Ok((attr.clone(), self.vfs.open(attr.ino, write)?))
-        });
+        let node = NewNode::File {
+            mode: mode & !umask & 0o7777,
+        };
+        let result = self
+            .vfs
+            .create(parent.0, name.as_bytes(), node)
+            .and_then(|attr| {
+                let write = OpenFlags(flags).acc_mode() != OpenAccMode::O_RDONLY;
+                Ok((attr.clone(), self.vfs.open(attr.ino, write)?))
+            });
         match result {
-            Ok((attr, handle)) => {
-                reply.created(&TTL, &self.attr(&attr), Generation(0), FileHandle(handle), FopenFlags::empty())
-            }
+            Ok((attr, handle)) => reply.created(
+                &TTL,
+                &self.attr(&attr),
+                Generation(0),
+                FileHandle(handle),
+                FopenFlags::empty(),
+            ),
             Err(error) => reply.error(errno(&error)),
         }
     }

@@ -18,6 +18,7 @@ mod chunker;
 mod diff;
 mod error;
 mod fsck;
+pub mod fuse;
 mod index;
 mod path;
 mod reader;
@@ -26,7 +27,6 @@ mod splice;
 mod store;
 mod types;
 pub mod vfs;
-pub mod fuse;
 
 pub use chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, WHOLE_FILE_MAX};
 pub use error::{Error, Result};

@@ -27,7 +27,10 @@ pub struct VfsOptions {
 
 impl Default for VfsOptions {
     fn default() -> Self {
-        VfsOptions { read_only: false, view: View::Live }
+        VfsOptions {
+            read_only: false,
+            view: View::Live,
+        }
     }
 }
 
@@ -52,7 +55,9 @@ pub struct Vfs {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Vfs {
@@ -111,9 +116,17 @@ impl Vfs {
         self.store.remove_at(self.agent, parent, name, directory)
     }
 
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], mode: RenameMode) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
         self.writable()?;
-        self.store.rename_at(self.agent, parent, name, new_parent, new_name, mode)
+        self.store
+            .rename_at(self.agent, parent, name, new_parent, new_name, mode)
     }
 
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
@@ -144,7 +157,10 @@ impl Vfs {
 
     /// The listing of an open directory.
     pub fn dir_entries(&self, handle: u64) -> Result<Arc<Vec<DirEntry>>> {
-        lock(&self.dirs).get(&handle).cloned().ok_or_else(|| Error::InvalidArgument("unknown directory handle".into()))
+        lock(&self.dirs)
+            .get(&handle)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("unknown directory handle".into()))
     }
 
     pub fn parent_of(&self, ino: u64) -> Result<u64> {
@@ -163,13 +179,21 @@ impl Vfs {
             self.writable()?;
         }
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let file = FileHandle { ino, pending: Vec::new(), pending_bytes: 0, reader: None };
+        let file = FileHandle {
+            ino,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            reader: None,
+        };
         lock(&self.files).insert(handle, Arc::new(Mutex::new(file)));
         Ok(handle)
     }
 
     fn file(&self, handle: u64) -> Result<Arc<Mutex<FileHandle>>> {
-        lock(&self.files).get(&handle).cloned().ok_or_else(|| Error::InvalidArgument("unknown file handle".into()))
+        lock(&self.files)
+            .get(&handle)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("unknown file handle".into()))
     }
 
     /// Up to `size` bytes of the file at `offset`, including writes still buffered.
@@ -179,14 +203,25 @@ impl Vfs {
         self.flush_inode(ino)?;
         let mut file = lock(&file);
         let current = self.store.getattr(self.agent, self.view(), ino)?;
-        let stale = file.reader.as_ref().is_none_or(|reader| Some(reader.hash()) != current.hash);
+        let stale = file
+            .reader
+            .as_ref()
+            .is_none_or(|reader| Some(reader.hash()) != current.hash);
         if stale {
             file.reader = Some(self.store.open_ino(self.agent, self.view(), ino)?);
         }
-        let reader = file.reader.as_mut().ok_or_else(|| Error::Corrupt("reader vanished".into()))?;
-        reader.seek(SeekFrom::Start(offset)).map_err(Error::io("seeking in a file"))?;
+        let reader = file
+            .reader
+            .as_mut()
+            .ok_or_else(|| Error::Corrupt("reader vanished".into()))?;
+        reader
+            .seek(SeekFrom::Start(offset))
+            .map_err(Error::io("seeking in a file"))?;
         let mut out = Vec::with_capacity(size as usize);
-        reader.take(u64::from(size)).read_to_end(&mut out).map_err(Error::io("reading a file"))?;
+        reader
+            .take(u64::from(size))
+            .read_to_end(&mut out)
+            .map_err(Error::io("reading a file"))?;
         Ok(out)
     }
 
@@ -196,7 +231,9 @@ impl Vfs {
         let file = self.file(handle)?;
         let mut file = lock(&file);
         match file.pending.last_mut() {
-            Some((start, bytes)) if *start + bytes.len() as u64 == offset => bytes.extend_from_slice(data),
+            Some((start, bytes)) if *start + bytes.len() as u64 == offset => {
+                bytes.extend_from_slice(data)
+            }
             _ => file.pending.push((offset, data.to_vec())),
         }
         file.pending_bytes += data.len();

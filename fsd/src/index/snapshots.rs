@@ -79,7 +79,7 @@ impl Tx<'_> {
 
     pub fn require_snapshot(&self, agent: AgentId, id_or_name: &str) -> Result<SnapshotRow> {
         self.snapshot(agent, id_or_name)?
-            .ok_or_else(|| Error::NotFound(format!("snapshot {id_or_name}")))
+            .ok_or_else(|| Error::NoSuchSnapshot(id_or_name.to_owned()))
     }
 
     pub fn snapshots(&self, agent: AgentId) -> Result<Vec<SnapshotRow>> {

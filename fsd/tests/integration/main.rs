@@ -147,7 +147,7 @@ fn snapshots_freeze_the_tree_and_restore_it_exactly() {
     store.delete_snapshot(agent, &snap.id).unwrap();
     assert!(matches!(
         store.snapshot(agent, &snap.id),
-        Err(Error::NotFound(_))
+        Err(Error::NoSuchSnapshot(_))
     ));
     assert!(store.fsck().unwrap().is_clean());
 }
@@ -182,7 +182,7 @@ fn a_fork_starts_from_a_snapshot_and_goes_its_own_way() {
     // Another agent's snapshot is invisible.
     assert!(matches!(
         store.snapshot(fork.id, &snap.id),
-        Err(Error::NotFound(_))
+        Err(Error::NoSuchSnapshot(_))
     ));
     assert!(store.fsck().unwrap().is_clean());
 }
