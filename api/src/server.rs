@@ -121,6 +121,8 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let store = fsd::Store::open(data_dir, options)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    // Files a previous process left open after their last unlink.
+    store.remove_orphans()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

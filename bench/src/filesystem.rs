@@ -15,8 +15,8 @@
 mod agentbox;
 mod cache;
 mod column;
-mod fio;
 mod files;
+mod fio;
 mod interrupt;
 mod juicefs;
 mod mount;
@@ -149,7 +149,14 @@ fn measure_and_report(options: &Options) -> Result<()> {
         column::agentbox(options, work.path()),
     ];
     let mut results = Results::default();
-    let measured = workloads::run_all(&columns, &plan, &settler, work.path(), &mut results);
+    let measured = workloads::run_all(
+        &mut columns,
+        &plan,
+        &settler,
+        &options.fio,
+        work.path(),
+        &mut results,
+    );
 
     let mut teardown_errors = Vec::new();
     for column in &mut columns {
@@ -181,7 +188,7 @@ fn measure_and_report(options: &Options) -> Result<()> {
 
     let agentbox = &columns[column::AGENTBOX];
     if agentbox.root.is_none() {
-        bail!("the agentbox column was not measured: {}", agentbox.about);
+        bail!("the agentbox column was {}", agentbox.about);
     }
     if results.any_error(column::AGENTBOX) {
         bail!("some agentbox workloads failed (see the report)");

@@ -4,7 +4,11 @@
 //! Sections: throughput of raw PUT/GET, the small-file PUT rate, snapshot create and
 //! restore times, and the server's memory during a large upload. Progress goes to stderr,
 //! the report to stdout. `bench/run.sh` builds everything in release mode and runs this.
+//!
+//! `agentbox-bench fs` is the filesystem benchmark instead: an agentbox FUSE mount next to
+//! ext4 and JuiceFS (see [`filesystem`]).
 
+mod filesystem;
 mod http;
 mod parallel;
 mod random;
@@ -19,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::http::Client;
 use crate::random::RandomBytes;
@@ -28,8 +32,11 @@ use crate::storage::{Context, Plan};
 
 /// Benchmark agentbox against direct disk I/O on the same machine.
 #[derive(Debug, Parser)]
-#[command(name = "agentbox-bench")]
+#[command(name = "agentbox-bench", args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Another benchmark instead of the storage one.
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Directory in which the server's data directory, the in-process store and the
     /// baseline files are created, all on the same disk (removed at the end).
     #[arg(long, default_value = "/var/tmp")]
@@ -49,8 +56,20 @@ struct Args {
     keep: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// The filesystem benchmark: fio and small-file workloads on an `agentbox mount`, a
+    /// plain ext4 directory and a JuiceFS mount, side by side.
+    Fs(filesystem::Options),
+}
+
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let mut args = Args::parse();
+    let result = match args.mode.take() {
+        Some(Mode::Fs(options)) => filesystem::run(options),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("agentbox-bench: {error:#}");

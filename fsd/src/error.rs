@@ -20,6 +20,8 @@ pub enum Error {
     IsADirectory(String),
     #[error("directory not empty: {0}")]
     DirectoryNotEmpty(String),
+    #[error("name too long: {0}")]
+    NameTooLong(String),
     #[error("invalid path: {0}")]
     InvalidPath(String),
     #[error("{0} is reserved for the sandbox's system directories")]
@@ -61,6 +63,7 @@ impl Error {
             Error::NotADirectory(_) => libc::ENOTDIR,
             Error::IsADirectory(_) => libc::EISDIR,
             Error::DirectoryNotEmpty(_) => libc::ENOTEMPTY,
+            Error::NameTooLong(_) => libc::ENAMETOOLONG,
             Error::InvalidPath(_) => libc::EINVAL,
             Error::Reserved(_) => libc::EACCES,
             Error::InvalidArgument(_) => libc::EINVAL,

@@ -57,6 +57,8 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Open-file counts by (agent, inode): see [`Store::pin_inode`].
+    pins: std::sync::Mutex<std::collections::HashMap<(AgentId, u64), usize>>,
     dir: PathBuf,
     index: Index,
     blobs: Box<dyn BlobStore>,
@@ -72,6 +74,7 @@ impl Store {
         let index = Index::open(&dir.join("index.db"), options.durable)?;
         Ok(Store {
             inner: Arc::new(Inner {
+                pins: Default::default(),
                 dir: dir.to_owned(),
                 index,
                 blobs: Box::new(blobs),
@@ -280,7 +283,7 @@ impl Store {
     ) -> Result<T> {
         self.index().write(|tx| {
             let before = tx.usage(agent)?;
-            let value = f(&Tree::live(tx, agent)?)?;
+            let value = f(&Tree::live(tx, agent)?.with_pins(self.pinned(agent)))?;
             tx.check_quota(agent, before)?;
             Ok(value)
         })

@@ -185,6 +185,7 @@ impl Vfs {
             pending_bytes: 0,
             reader: None,
         };
+        self.store.pin_inode(self.agent, ino);
         lock(&self.files).insert(handle, Arc::new(Mutex::new(file)));
         Ok(handle)
     }
@@ -255,7 +256,12 @@ impl Vfs {
     pub fn release(&self, handle: u64) -> Result<()> {
         let file = lock(&self.files).remove(&handle);
         match file {
-            Some(file) => self.commit(&mut lock(&file)),
+            Some(file) => {
+                let mut file = lock(&file);
+                let committed = self.commit(&mut file);
+                let unpinned = self.store.unpin_inode(self.agent, file.ino);
+                committed.and(unpinned)
+            }
             None => Ok(()),
         }
     }

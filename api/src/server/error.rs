@@ -93,7 +93,7 @@ impl From<fsd::Error> for ApiError {
             E::NotADirectory(_) => (StatusCode::CONFLICT, "not_a_directory"),
             E::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),
             E::DirectoryNotEmpty(_) => (StatusCode::CONFLICT, "directory_not_empty"),
-            E::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            E::InvalidPath(_) | E::NameTooLong(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             E::Reserved(_) => (StatusCode::BAD_REQUEST, "reserved_path"),
             E::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

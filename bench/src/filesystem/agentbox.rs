@@ -3,8 +3,8 @@
 //!
 //! `agentbox serve` makes the data directory and the agent, so the benchmark starts a
 //! server once on it and stops it again (a data directory held by a server cannot be
-//! mounted). The mount runs in the foreground as the benchmark's child, and is taken down
-//! with `fusermount3 -u`.
+//! mounted). The mount runs in the foreground as the benchmark's child; at the end it gets
+//! SIGTERM, on which it unmounts and exits, with `fusermount3 -u` as the fallback.
 
 use std::ffi::OsString;
 use std::fs::{self, File};

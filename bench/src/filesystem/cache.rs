@@ -22,9 +22,7 @@ impl Settler {
     /// Tries once, and remembers whether dropping caches works here.
     pub fn probe() -> Settler {
         sync();
-        let cannot_drop = drop_caches()
-            .err()
-            .map(|error| format!("{error:#}"));
+        let cannot_drop = drop_caches().err().map(|error| format!("{error:#}"));
         Settler { cannot_drop }
     }
 

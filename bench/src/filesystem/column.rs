@@ -92,7 +92,11 @@ pub fn juicefs(options: &Options, work: &Path) -> Column {
         Ok(version) => version,
         Err(error) => return Column::unavailable(NAME, format!("{error:#}")),
     };
-    match juicefs::mount(&options.juicefs, &work.join("juicefs"), &work.join("juicefs-mnt")) {
+    match juicefs::mount(
+        &options.juicefs,
+        &work.join("juicefs"),
+        &work.join("juicefs-mnt"),
+    ) {
         Ok(mount) => Column {
             name: NAME,
             root: Some(mount.mountpoint().to_path_buf()),

@@ -150,8 +150,13 @@ impl Job {
         }
         let json = std::fs::read_to_string(&report)
             .with_context(|| format!("reading fio's report {}", report.display()))?;
-        let outcome = parse(&json, self.pattern)
-            .with_context(|| format!("fio --rw={} on {}", self.pattern.name(), self.file.display()))?;
+        let outcome = parse(&json, self.pattern).with_context(|| {
+            format!(
+                "fio --rw={} on {}",
+                self.pattern.name(),
+                self.file.display()
+            )
+        })?;
         if self.seconds.is_none() && outcome.bytes != self.size {
             bail!(
                 "fio --rw={} on {} moved {} bytes, not {}",
@@ -168,9 +173,7 @@ impl Job {
 /// Reads the figures of the first job in fio's `--output-format=json` report; anything
 /// fio printed before the JSON is skipped.
 pub fn parse(report: &str, pattern: Pattern) -> Result<Outcome> {
-    let start = report
-        .find('{')
-        .context("fio printed no JSON report")?;
+    let start = report.find('{').context("fio printed no JSON report")?;
     let value: Value = serde_json::from_str(&report[start..]).context("parsing fio's report")?;
     let job = value
         .get("jobs")
@@ -178,7 +181,10 @@ pub fn parse(report: &str, pattern: Pattern) -> Result<Outcome> {
         .context("fio's report has no job")?;
     let error = job.get("error").and_then(Value::as_i64).unwrap_or(0);
     if error != 0 {
-        bail!("fio reports error {error} ({})", std::io::Error::from_raw_os_error(error as i32));
+        bail!(
+            "fio reports error {error} ({})",
+            std::io::Error::from_raw_os_error(error as i32)
+        );
     }
     let side = if pattern.writes() { "write" } else { "read" };
     let figures = job

@@ -2,51 +2,57 @@
 //! unwinds through the code that unmounts and stops everything; a second one lazily
 //! unmounts what is still mounted and exits at once.
 //!
-//! The signals are blocked in every thread and taken by one thread with `sigwait`, so no
-//! code runs in a signal handler. Child processes start with an empty signal mask (std
-//! resets it), so they still see Ctrl-C as usual.
+//! The handler only counts signals (an atomic add is safe in a signal handler); a watcher
+//! thread does the rest. Handlers are reset by exec, so child processes still get the
+//! default behaviour (Ctrl-C ends fio, for instance).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Blocks the signals in this thread (and the threads it starts later) and starts the
-/// thread that takes them. Call before starting any other thread.
+extern "C" fn on_signal(_signal: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs the handler and starts the thread that acts on it.
 pub fn install() -> Result<()> {
-    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset initializes it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the sigset functions only write into `set`, which lives through the calls;
-    // pthread_sigmask reads it and writes no old mask (null).
-    let rc = unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
-    };
-    if rc != 0 {
-        bail!("pthread_sigmask: {}", io::Error::from_raw_os_error(rc));
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction is valid (empty mask, no flags); the handler only
+        // does an atomic add, which is async-signal-safe; sigaction reads `action` and
+        // writes no old action (null).
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            bail!("sigaction: {}", io::Error::last_os_error());
+        }
     }
     std::thread::Builder::new()
         .name("signals".to_string())
-        .spawn(move || {
+        .spawn(|| {
+            let mut seen = 0;
             loop {
-                let mut signal = 0;
-                // SAFETY: sigwait reads `set` and writes the signal number into `signal`.
-                if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                std::thread::sleep(Duration::from_millis(100));
+                let count = SIGNALS.load(Ordering::SeqCst);
+                if count == seen {
                     continue;
                 }
-                if REQUESTED.swap(true, Ordering::SeqCst) {
+                seen = count;
+                if count >= 2 {
                     eprintln!("agentbox-bench: interrupted again: unmounting lazily and exiting");
                     unmount_all_lazily();
-                    std::process::exit(128 + signal);
+                    std::process::exit(130);
                 }
                 eprintln!(
                     "agentbox-bench: interrupted: stopping after the current step and unmounting \
@@ -59,7 +65,7 @@ pub fn install() -> Result<()> {
 
 /// True once a stop was asked for.
 pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst)
+    SIGNALS.load(Ordering::SeqCst) > 0
 }
 
 /// Fails once a stop was asked for.

@@ -33,11 +33,7 @@ pub fn version(binary: &Path) -> Result<String> {
             )
         })?;
     if !output.status.success() {
-        bail!(
-            "`{} version` failed ({})",
-            binary.display(),
-            output.status
-        );
+        bail!("`{} version` failed ({})", binary.display(), output.status);
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
@@ -55,7 +51,14 @@ pub fn mount(binary: &Path, dir: &Path, mountpoint: &Path) -> Result<Mount> {
 
     let format_log = dir.join("format.log");
     let status = Command::new(binary)
-        .args(["format", "--storage", "file", "--trash-days", "0", "--bucket"])
+        .args([
+            "format",
+            "--storage",
+            "file",
+            "--trash-days",
+            "0",
+            "--bucket",
+        ])
         .arg(&bucket_arg)
         .arg(&meta)
         .arg("agentbox-bench")
@@ -86,7 +89,8 @@ pub fn mount(binary: &Path, dir: &Path, mountpoint: &Path) -> Result<Mount> {
         .stderr(log_file(&mount_log)?)
         .spawn()
         .context("running juicefs mount -d")?;
-    let mounted = mount::wait_until_mounted(mountpoint, Some(&mut child), &mount_log, MOUNT_TIMEOUT);
+    let mounted =
+        mount::wait_until_mounted(mountpoint, Some(&mut child), &mount_log, MOUNT_TIMEOUT);
     // `mount -d` returns once the volume is ready; its daemon lives on, detached.
     let waited = child.wait();
     let unmount: Vec<OsString> = vec![

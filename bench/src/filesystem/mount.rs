@@ -1,9 +1,11 @@
 //! A FUSE mount the benchmark made, and taking it down again.
 //!
-//! A [`Mount`] is unmounted when it is dropped, on success and on error alike: the
-//! filesystem's own unmount command (or `fusermount3 -u`), retried while the mount is busy,
-//! then a lazy `fusermount3 -u -z` as a last resort; then the daemon's processes get a grace
-//! period to exit before they are killed, and are reaped.
+//! A [`Mount`] is unmounted when it is dropped, on success and on error alike. A daemon
+//! that runs in the foreground as our child gets SIGTERM, on which it unmounts and exits;
+//! whatever is still mounted then is unmounted with the filesystem's own command (or
+//! `fusermount3 -u`), retried while the mount is busy, with a lazy `fusermount3 -u -z` as
+//! the last resort. Detached daemon processes get a grace period to exit before they are
+//! killed, and are reaped.
 
 use std::ffi::OsString;
 use std::fs;
@@ -28,7 +30,8 @@ const LOG_TAIL_LINES: usize = 15;
 pub struct Mount {
     name: &'static str,
     mountpoint: PathBuf,
-    /// The command that unmounts it, mount point included.
+    /// The command that unmounts it, mount point included (after the child, if any, was
+    /// asked to).
     unmount: Vec<OsString>,
     /// The daemon, when it runs in the foreground as our child.
     child: Option<Child>,
@@ -101,17 +104,17 @@ impl Mount {
 
     fn teardown(&mut self) -> Result<()> {
         let mut problems = Vec::new();
-        if !self.unmount.is_empty()
-            && let Err(error) = self.unmount_now()
-        {
-            problems.push(format!("{error:#}"));
-        }
         if let Some(mut child) = self.child.take() {
-            match stop_child(&mut child) {
+            match terminate(&mut child) {
                 Ok(None) => {}
                 Ok(Some(how)) => problems.push(format!("the daemon {how}")),
                 Err(error) => problems.push(format!("stopping the daemon: {error:#}")),
             }
+        }
+        if !self.unmount.is_empty()
+            && let Err(error) = self.unmount_now()
+        {
+            problems.push(format!("{error:#}"));
         }
         let killed = process::wait_gone(&self.detached, EXIT_GRACE);
         if !killed.is_empty() {
@@ -179,22 +182,22 @@ impl Drop for Mount {
     }
 }
 
-/// Waits for a foreground daemon to exit after its unmount; asks it with SIGINT (as Ctrl-C
-/// would) and then kills it if it does not. Returns what had to be done, if anything.
-fn stop_child(child: &mut Child) -> Result<Option<&'static str>> {
-    if wait_for(child, EXIT_GRACE)? {
+/// Stops a foreground daemon the way Ctrl-C would (it unmounts and exits on SIGTERM),
+/// killing it if it does not exit in time. Returns what had to be done, if anything.
+fn terminate(child: &mut Child) -> Result<Option<&'static str>> {
+    if child.try_wait()?.is_some() {
         return Ok(None);
     }
     let pid = Pid::try_from(child.id()).context("daemon pid out of range")?;
     // SAFETY: kill(2) has no memory effects; `pid` is our child and not yet reaped
-    // (wait_for saw it running), so the id cannot have been reused.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    if wait_for(child, Duration::from_secs(5))? {
-        return Ok(Some("needed SIGINT to exit after the unmount"));
+    // (try_wait saw it running), so the id cannot have been reused.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    if wait_for(child, EXIT_GRACE)? {
+        return Ok(None);
     }
     child.kill()?;
     child.wait()?;
-    Ok(Some("was killed: it did not exit after the unmount nor on SIGINT"))
+    Ok(Some("was killed: it did not exit on SIGTERM"))
 }
 
 fn wait_for(child: &mut Child, limit: Duration) -> Result<bool> {
@@ -245,7 +248,10 @@ pub fn wait_until_mounted(
             && let Some(status) = child.try_wait()?
             && !status.success()
         {
-            bail!("it exited ({status}) without mounting; its log:\n{}", log_tail(log));
+            bail!(
+                "it exited ({status}) without mounting; its log:\n{}",
+                log_tail(log)
+            );
         }
         interrupt::check()?;
         if started.elapsed() > limit {
@@ -276,7 +282,7 @@ fn mount_type(path: &Path) -> Option<String> {
         .filter_map(parse_mountinfo)
         .filter(|(point, _)| point == wanted)
         .map(|(_, kind)| kind)
-        .last()
+        .next_back()
 }
 
 /// The mount point and filesystem type of one `/proc/self/mountinfo` line.

@@ -101,6 +101,9 @@ pub(crate) struct Tree<'t> {
     /// The agent's current generation; only meaningful for the live view.
     generation: i64,
     view: i64,
+    /// Inodes open in a mount: their last unlink leaves them in place, with no links,
+    /// until they are closed.
+    pinned: Vec<u64>,
 }
 
 impl<'t> Tree<'t> {
@@ -117,7 +120,14 @@ impl<'t> Tree<'t> {
             agent,
             generation,
             view: LIVE_VIEW,
+            pinned: Vec::new(),
         })
+    }
+
+    /// The same tree, keeping `pinned` inodes alive past their last unlink.
+    pub fn with_pins(mut self, pinned: Vec<u64>) -> Tree<'t> {
+        self.pinned = pinned;
+        self
     }
 
     /// The tree as of generation `view`, read-only.
@@ -127,6 +137,7 @@ impl<'t> Tree<'t> {
             agent,
             generation: 0,
             view,
+            pinned: Vec::new(),
         }
     }
 
@@ -449,7 +460,13 @@ impl<'t> Tree<'t> {
         self.end_dentry(parent, name)?;
         let now = self.tx.now;
         let is_dir = row.kind == FileType::Directory;
-        if is_dir || row.nlink <= 1 {
+        if !is_dir && row.nlink <= 1 && self.pinned.contains(&ino) {
+            // Open somewhere: it lives on without a name until it is closed.
+            self.modify(ino, |r| {
+                r.nlink = 0;
+                r.ctime = now;
+            })?;
+        } else if is_dir || row.nlink <= 1 {
             self.end_inode(ino)?;
         } else {
             self.modify(ino, |r| {
@@ -546,4 +563,21 @@ fn prefix(path: &FsPath, depth: usize) -> String {
         shown = shown.join(segment);
     }
     shown.to_string()
+}
+
+impl Tx<'_> {
+    /// Ends every live file inode without links (see [`Tree::with_pins`]); returns how many.
+    pub fn remove_orphans(&self) -> Result<u64> {
+        let orphans: Vec<(AgentId, i64)> = {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT agent_id, ino FROM inodes WHERE gen_to = {LIVE} AND nlink = 0 AND kind != 2"
+            ))?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (agent, ino) in &orphans {
+            Tree::live(self, *agent)?.end_inode(*ino as u64)?;
+        }
+        Ok(orphans.len() as u64)
+    }
 }

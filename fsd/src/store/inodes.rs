@@ -34,8 +34,17 @@ fn shown(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
+/// Names longer than a directory entry can hold are refused before anything else.
+fn check_name_length(name: &[u8]) -> Result<()> {
+    if name.len() > crate::MAX_NAME_LEN {
+        return Err(Error::NameTooLong(format!("{}...", shown(&name[..32]))));
+    }
+    Ok(())
+}
+
 /// Refuses names a directory entry cannot have, and the reserved names at the top level.
 fn check_new_name(parent: u64, name: &[u8]) -> Result<()> {
+    check_name_length(name)?;
     validate_name(name)
         .map_err(|reason| Error::InvalidPath(format!("{:?}: {reason}", shown(name))))?;
     let reserved = crate::RESERVED_NAMES.iter().any(|r| r.as_bytes() == name);
@@ -68,6 +77,7 @@ impl Store {
 
     /// The entry `name` in directory `parent`.
     pub fn lookup(&self, agent: AgentId, view: &View, parent: u64, name: &[u8]) -> Result<Attr> {
+        check_name_length(name)?;
         self.read_tree(agent, view, |tree| {
             directory(tree, parent)?;
             let ino = tree
@@ -176,6 +186,7 @@ impl Store {
         name: &[u8],
         directory_wanted: bool,
     ) -> Result<()> {
+        check_name_length(name)?;
         self.change(agent, |tree| {
             directory(tree, parent)?;
             let ino = tree
@@ -205,6 +216,7 @@ impl Store {
         new_name: &[u8],
         mode: RenameMode,
     ) -> Result<()> {
+        check_name_length(name)?;
         check_new_name(new_parent, new_name)?;
         self.change(agent, |tree| {
             let from = Place {
@@ -310,6 +322,53 @@ impl Store {
             Edit::Write { offset, data },
             |_| {},
         )
+    }
+
+    /// Records that inode `ino` is open. While it is, its last unlink leaves it in place
+    /// without a name (readable and writable through the open handle) instead of
+    /// removing it; [`Store::unpin_inode`] removes it then.
+    pub fn pin_inode(&self, agent: AgentId, ino: u64) {
+        let mut pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
+        *pins.entry((agent, ino)).or_default() += 1;
+    }
+
+    /// Records that one open handle of `ino` closed; removes the inode if that was the
+    /// last one and no name is left.
+    pub fn unpin_inode(&self, agent: AgentId, ino: u64) -> Result<()> {
+        let last = {
+            let mut pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
+            let count = pins.entry((agent, ino)).or_default();
+            *count = count.saturating_sub(1);
+            let last = *count == 0;
+            if last {
+                pins.remove(&(agent, ino));
+            }
+            last
+        };
+        if last {
+            self.change(agent, |tree| match tree.inode(ino)? {
+                Some(row) if row.nlink == 0 && !self.pinned(agent).contains(&ino) => {
+                    tree.end_inode(ino)
+                }
+                _ => Ok(()),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Inodes of `agent` that are open somewhere.
+    pub(crate) fn pinned(&self, agent: AgentId) -> Vec<u64> {
+        let pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
+        pins.keys()
+            .filter(|(a, _)| *a == agent)
+            .map(|(_, ino)| *ino)
+            .collect()
+    }
+
+    /// Removes files left without a name by a process that stopped while they were open.
+    /// Only the process that holds the data directory (server or mount) may call this.
+    pub fn remove_orphans(&self) -> Result<u64> {
+        self.index().write(|tx| tx.remove_orphans())
     }
 
     /// Usage and quota, cheaply, for `statfs`.

@@ -2,6 +2,7 @@
 //! model-based property test of the tree, snapshots and forks, and focused tests of
 //! deduplication, chunking, quotas, the sweep and fsck.
 
+mod fuse;
 mod model;
 
 use std::time::Duration;

@@ -1,0 +1,474 @@
+//! The FUSE view through a real kernel mount: ordinary file operations with `std::fs`,
+//! a snapshot mounted read-only, and a model-based test replaying random operations on
+//! the mount and on a plain temporary directory and comparing every result.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fsd::fuse::{Mount, MountConfig};
+use fsd::vfs::{Vfs, VfsOptions};
+use fsd::{FsPath, Store, StoreOptions, View, WriteOptions};
+use proptest::prelude::*;
+
+/// A store in a temporary directory with agent `a` mounted read-write.
+pub struct Mounted {
+    pub store: Store,
+    pub agent: i64,
+    mount: Option<Mount>,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mounted {
+    pub fn new() -> Mounted {
+        Self::with_view(VfsOptions::default(), |_, _| {})
+    }
+
+    fn with_view(options: VfsOptions, prepare: impl FnOnce(&Store, i64)) -> Mounted {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "these tests need /dev/fuse and fusermount3: run scripts/setup.sh (Debian package fuse3)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &tmp.path().join("data"),
+            StoreOptions {
+                durable: false,
+                sweep_grace: Duration::ZERO,
+            },
+        )
+        .unwrap();
+        let agent = store.create_agent("a").unwrap().id;
+        prepare(&store, agent);
+        let dir = tmp.path().join("mnt");
+        fs::create_dir(&dir).unwrap();
+        let vfs = Vfs::new(store.clone(), agent, options);
+        // SAFETY: getuid and getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let config = MountConfig {
+            uid,
+            gid,
+            threads: 2,
+            allow_other: false,
+            fs_name: "agentbox-test".into(),
+        };
+        let mount =
+            fsd::fuse::mount(vfs, &dir, &config).expect("mounting needs /dev/fuse and fusermount3");
+        Mounted {
+            store,
+            agent,
+            mount: Some(mount),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mount) = self.mount.take() {
+            let _ = mount.unmount();
+        }
+    }
+}
+
+#[test]
+fn ordinary_file_operations_work_through_the_mount() {
+    let m = Mounted::new();
+    fs::create_dir_all(m.path("a/b")).unwrap();
+    fs::write(m.path("a/b/hello.txt"), b"hello").unwrap();
+    assert_eq!(fs::read(m.path("a/b/hello.txt")).unwrap(), b"hello");
+    // Append, overwrite in the middle, extend past the end.
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(m.path("a/b/hello.txt"))
+        .unwrap();
+    file.write_all(b" world").unwrap();
+    drop(file);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(m.path("a/b/hello.txt"))
+        .unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.write_all(b"J").unwrap();
+    file.seek(SeekFrom::Start(14)).unwrap();
+    file.write_all(b"!").unwrap();
+    drop(file);
+    assert_eq!(
+        fs::read(m.path("a/b/hello.txt")).unwrap(),
+        b"Jello world\0\0\0!"
+    );
+    // Truncate, chmod, times.
+    let file = OpenOptions::new()
+        .write(true)
+        .open(m.path("a/b/hello.txt"))
+        .unwrap();
+    file.set_len(5).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+    drop(file);
+    fs::set_permissions(m.path("a/b/hello.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    let meta = fs::metadata(m.path("a/b/hello.txt")).unwrap();
+    assert_eq!(
+        (meta.len(), meta.mode() & 0o7777, meta.mtime()),
+        (5, 0o600, 1_000_000)
+    );
+    // Rename, hard link, symlink, readdir.
+    fs::rename(m.path("a/b/hello.txt"), m.path("a/hello.txt")).unwrap();
+    fs::hard_link(m.path("a/hello.txt"), m.path("a/again.txt")).unwrap();
+    assert_eq!(fs::metadata(m.path("a/again.txt")).unwrap().nlink(), 2);
+    std::os::unix::fs::symlink("hello.txt", m.path("a/link")).unwrap();
+    assert_eq!(
+        fs::read_link(m.path("a/link")).unwrap(),
+        Path::new("hello.txt")
+    );
+    assert_eq!(fs::read(m.path("a/link")).unwrap(), b"Jello");
+    let mut names: Vec<_> = fs::read_dir(m.path("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["again.txt", "b", "hello.txt", "link"]);
+    // Errors the kernel passes on.
+    assert_eq!(
+        fs::remove_dir(m.path("a")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    assert_eq!(
+        fs::create_dir(m.path("a")).unwrap_err().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(
+        fs::rename(m.path("a"), m.path("a/b/c"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        fs::write(m.path("etc"), b"x").unwrap_err().raw_os_error(),
+        Some(libc::EACCES)
+    );
+    // What the mount did is in the store.
+    let path = |p: &str| FsPath::parse(p).unwrap();
+    assert_eq!(
+        m.store
+            .read_file(m.agent, &path("/a/again.txt"), &View::Live, 0, 100)
+            .unwrap(),
+        b"Jello"
+    );
+    fs::remove_file(m.path("a/again.txt")).unwrap();
+    fs::remove_dir(m.path("a/b")).unwrap();
+    let listed: Vec<_> = m
+        .store
+        .list_dir(m.agent, &path("/a"), &View::Live)
+        .unwrap()
+        .iter()
+        .map(|e| e.name_lossy())
+        .collect();
+    assert_eq!(listed, ["hello.txt", "link"]);
+    assert!(m.store.fsck().unwrap().is_clean());
+}
+
+#[test]
+fn a_large_file_streams_through_the_mount() {
+    let m = Mounted::new();
+    let data: Vec<u8> = (0..20_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    fs::write(m.path("big.bin"), &data).unwrap();
+    let mut back = Vec::new();
+    File::open(m.path("big.bin"))
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(back == data, "the file read back differs");
+    // A random write in the middle stores a few chunks, not the file again.
+    let before = m.store.store_stats().unwrap();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(m.path("big.bin"))
+        .unwrap();
+    file.seek(SeekFrom::Start(10_000_000)).unwrap();
+    file.write_all(b"patched").unwrap();
+    drop(file);
+    let after = m.store.store_stats().unwrap();
+    assert!(
+        after.blob_bytes - before.blob_bytes < 1_000_000,
+        "{} new bytes",
+        after.blob_bytes - before.blob_bytes
+    );
+    let mut expected = data;
+    expected[10_000_000..10_000_007].copy_from_slice(b"patched");
+    assert!(fs::read(m.path("big.bin")).unwrap() == expected);
+}
+
+#[test]
+fn a_snapshot_mounts_read_only() {
+    let m = Mounted::with_view(
+        VfsOptions {
+            read_only: false,
+            view: View::Snapshot("s".into()),
+        },
+        |store, agent| {
+            let options = WriteOptions::default();
+            store
+                .write_file(
+                    agent,
+                    &FsPath::parse("/kept.txt").unwrap(),
+                    &mut &b"then"[..],
+                    &options,
+                )
+                .unwrap();
+            store.create_snapshot(agent, Some("s")).unwrap();
+            store
+                .write_file(
+                    agent,
+                    &FsPath::parse("/kept.txt").unwrap(),
+                    &mut &b"now"[..],
+                    &options,
+                )
+                .unwrap();
+        },
+    );
+    assert_eq!(fs::read(m.path("kept.txt")).unwrap(), b"then");
+    assert_eq!(
+        fs::write(m.path("new.txt"), b"x")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EROFS)
+    );
+}
+
+// ----- model-based: the mount against a plain directory -----
+
+const NAMES: &[&str] = &["a", "b", "c"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open {
+        slot: usize,
+        path: Vec<String>,
+        create: bool,
+        truncate: bool,
+    },
+    Write {
+        slot: usize,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Read {
+        slot: usize,
+        offset: u64,
+        len: usize,
+    },
+    Close {
+        slot: usize,
+    },
+    Truncate {
+        path: Vec<String>,
+        size: u64,
+    },
+    Rename {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
+    Unlink {
+        path: Vec<String>,
+    },
+    Mkdir {
+        path: Vec<String>,
+    },
+    Rmdir {
+        path: Vec<String>,
+    },
+}
+
+fn name_path() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(
+        proptest::sample::select(NAMES).prop_map(str::to_owned),
+        1..3,
+    )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..2, name_path(), any::<bool>(), any::<bool>())
+            .prop_map(|(slot, path, create, truncate)| Op::Open { slot, path, create, truncate }),
+        5 => (0usize..2, 0u64..400_000, prop_oneof![1usize..100, 1000usize..70_000], any::<u8>())
+            .prop_map(|(slot, offset, len, seed)| Op::Write { slot, offset, len, seed }),
+        3 => (0usize..2, 0u64..400_000, 1usize..70_000).prop_map(|(slot, offset, len)| Op::Read { slot, offset, len }),
+        2 => (0usize..2).prop_map(|slot| Op::Close { slot }),
+        1 => (name_path(), 0u64..400_000).prop_map(|(path, size)| Op::Truncate { path, size }),
+        2 => (name_path(), name_path()).prop_map(|(from, to)| Op::Rename { from, to }),
+        1 => name_path().prop_map(|path| Op::Unlink { path }),
+        2 => name_path().prop_map(|path| Op::Mkdir { path }),
+        1 => name_path().prop_map(|path| Op::Rmdir { path }),
+    ]
+}
+
+/// One side of the comparison: a root directory and up to two open files.
+struct Side {
+    root: PathBuf,
+    slots: [Option<File>; 2],
+}
+
+/// What an operation returned: the bytes read (as their length and hash) or the errno.
+type Outcome = Result<String, i32>;
+
+fn shown(bytes: &[u8]) -> String {
+    format!(
+        "{} bytes {}",
+        bytes.len(),
+        &blake3::hash(bytes).to_hex()[..16]
+    )
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+impl Side {
+    fn path(&self, path: &[String]) -> PathBuf {
+        path.iter().fold(self.root.clone(), |p, s| p.join(s))
+    }
+
+    fn apply(&mut self, op: &Op) -> Outcome {
+        self.apply_raw(op).map(|bytes| shown(&bytes))
+    }
+
+    fn apply_raw(&mut self, op: &Op) -> Result<Vec<u8>, i32> {
+        let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
+        match op {
+            Op::Open {
+                slot,
+                path,
+                create,
+                truncate,
+            } => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(*create)
+                    .truncate(*truncate)
+                    .open(self.path(path))
+                    .map_err(errno)?;
+                self.slots[*slot] = Some(file);
+                Ok(Vec::new())
+            }
+            Op::Write {
+                slot,
+                offset,
+                len,
+                seed,
+            } => match &mut self.slots[*slot] {
+                None => Ok(Vec::new()),
+                Some(file) => {
+                    file.seek(SeekFrom::Start(*offset)).map_err(errno)?;
+                    file.write_all(&bytes(*len, *seed)).map_err(errno)?;
+                    Ok(Vec::new())
+                }
+            },
+            Op::Read { slot, offset, len } => match &mut self.slots[*slot] {
+                None => Ok(Vec::new()),
+                Some(file) => {
+                    file.seek(SeekFrom::Start(*offset)).map_err(errno)?;
+                    let mut out = Vec::new();
+                    file.take(*len as u64)
+                        .read_to_end(&mut out)
+                        .map_err(errno)?;
+                    Ok(out)
+                }
+            },
+            Op::Close { slot } => {
+                self.slots[*slot] = None;
+                Ok(Vec::new())
+            }
+            Op::Truncate { path, size } => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(self.path(path))
+                    .map_err(errno)?;
+                file.set_len(*size).map_err(errno)?;
+                Ok(Vec::new())
+            }
+            Op::Rename { from, to } => fs::rename(self.path(from), self.path(to))
+                .map(|_| Vec::new())
+                .map_err(errno),
+            Op::Unlink { path } => fs::remove_file(self.path(path))
+                .map(|_| Vec::new())
+                .map_err(errno),
+            Op::Mkdir { path } => fs::create_dir(self.path(path))
+                .map(|_| Vec::new())
+                .map_err(errno),
+            Op::Rmdir { path } => fs::remove_dir(self.path(path))
+                .map(|_| Vec::new())
+                .map_err(errno),
+        }
+    }
+
+    /// Every path beneath the root with its type and content.
+    fn tree(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                let shown = path.strip_prefix(&self.root).unwrap().display().to_string();
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(path);
+                    out.push((shown, "dir".to_owned()));
+                } else {
+                    let content = fs::read(&path).unwrap();
+                    out.push((shown, format!("file {}", blake3::hash(&content).to_hex())));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn run(ops: &[Op]) {
+    let mounted = Mounted::new();
+    let plain = tempfile::tempdir().unwrap();
+    let mut mount = Side {
+        root: mounted.dir.clone(),
+        slots: [None, None],
+    };
+    let mut reference = Side {
+        root: plain.path().to_owned(),
+        slots: [None, None],
+    };
+    for (step, op) in ops.iter().enumerate() {
+        let expected = reference.apply(op);
+        let actual = mount.apply(op);
+        assert_eq!(actual, expected, "step {step}: {op:?}");
+    }
+    mount.slots = [None, None];
+    reference.slots = [None, None];
+    assert_eq!(mount.tree(), reference.tree());
+    assert!(mounted.store.fsck().unwrap().is_clean());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_mount_behaves_like_a_plain_directory(ops in proptest::collection::vec(op(), 1..40)) {
+        run(&ops);
+    }
+}
