@@ -9,16 +9,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow,
+    KernelConfig, MountOption, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
 
 use crate::vfs::Vfs;
-use crate::{Attr, Error, FileType, NewNode, RenameMode, Result, SetAttr};
+use crate::watch::{Change, Origin, WatchId};
+use crate::{AgentId, Attr, Error, FileType, NewNode, RenameMode, Result, SetAttr, Store};
 
-/// How long the kernel may cache attributes and entries.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache attributes and entries. Changes made other than
+/// through the mount are invalidated explicitly, so this can be long.
+const TTL: Duration = Duration::from_secs(10);
 const BLOCK: u64 = 4096;
 
 /// How a mount is made.
@@ -38,8 +40,16 @@ pub struct MountConfig {
 
 /// A live mount; unmounted when dropped or by [`Mount::unmount`].
 pub struct Mount {
-    session: fuser::BackgroundSession,
+    session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
+    /// The watch that invalidates the kernel's caches on changes from elsewhere.
+    watch: Option<(Store, WatchId)>,
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop_watching();
+    }
 }
 
 impl Mount {
@@ -48,15 +58,28 @@ impl Mount {
     }
 
     /// Unmounts and waits for the serving threads to finish.
-    pub fn unmount(self) -> Result<()> {
-        self.session
-            .umount_and_join()
-            .map_err(Error::io("unmounting"))
+    pub fn unmount(mut self) -> Result<()> {
+        self.stop_watching();
+        match self.session.take() {
+            Some(session) => session.umount_and_join().map_err(Error::io("unmounting")),
+            None => Ok(()),
+        }
     }
 
     /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
-    pub fn join(self) -> Result<()> {
-        self.session.join().map_err(Error::io("serving the mount"))
+    pub fn join(mut self) -> Result<()> {
+        let joined = match self.session.take() {
+            Some(session) => session.join().map_err(Error::io("serving the mount")),
+            None => Ok(()),
+        };
+        self.stop_watching();
+        joined
+    }
+
+    fn stop_watching(&mut self) {
+        if let Some((store, id)) = self.watch.take() {
+            store.unwatch(id);
+        }
     }
 }
 
@@ -82,6 +105,7 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount>
     fuse_config.mount_options = options;
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = config.threads > 1;
+    let (store, agent, origin) = (vfs.store().clone(), vfs.agent(), vfs.origin());
     let fs = AgentFs {
         vfs,
         uid: config.uid,
@@ -89,9 +113,36 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount>
     };
     let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
         .map_err(Error::io(format!("mounting at {}", mountpoint.display())))?;
+    let watch = watch_for_invalidation(&store, agent, origin, session.notifier());
     Ok(Mount {
-        session,
+        session: Some(session),
         mountpoint: mountpoint.to_owned(),
+        watch: Some((store, watch)),
+    })
+}
+
+/// Tells the kernel to drop what it cached about anything that changed in the tree other
+/// than through this mount (the HTTP API, another mount), so readers see it at once.
+///
+/// Notifications are sent from the thread that committed the change, once the commit is
+/// done and the store's locks are released: never from a thread serving this mount's
+/// requests, since changes made through this mount are not announced to it.
+fn watch_for_invalidation(
+    store: &Store,
+    agent: AgentId,
+    origin: Origin,
+    notifier: Notifier,
+) -> WatchId {
+    store.watch(agent, origin, move |changes| {
+        for change in changes {
+            // An error only means the kernel had nothing cached.
+            let _ = match change {
+                Change::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                Change::Entry { parent, name } => {
+                    notifier.inval_entry(INodeNo(*parent), OsStr::from_bytes(name))
+                }
+            };
+        }
     })
 }
 
@@ -369,7 +420,8 @@ impl Filesystem for AgentFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match self.vfs.open(ino.0, write) {
-            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::empty()),
+            // Content changes from elsewhere are invalidated, so cached pages stay valid.
+            Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::FOPEN_KEEP_CACHE),
             Err(error) => reply.error(errno(&error)),
         }
     }

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::{Error, Result};
+use crate::watch::{Change, Watchers};
+use crate::{AgentId, Error, Result};
 
 pub(crate) use content::NewContent;
 pub(crate) use schema::LIVE;
@@ -54,6 +55,7 @@ pub(crate) struct Index {
     commits: AtomicU64,
     /// How many of them are known to be on stable storage.
     synced: Mutex<u64>,
+    pub watchers: Watchers,
 }
 
 /// A transaction, read-only or read-write, with the time it started.
@@ -61,6 +63,23 @@ pub(crate) struct Tx<'c> {
     pub conn: &'c Connection,
     /// Nanoseconds since the Unix epoch.
     pub now: i64,
+    /// What the transaction changed in live trees, by agent, for watchers.
+    changes: std::cell::RefCell<Vec<(AgentId, Change)>>,
+}
+
+impl Tx<'_> {
+    fn new(conn: &Connection) -> Tx<'_> {
+        Tx {
+            conn,
+            now: now_ns(),
+            changes: Default::default(),
+        }
+    }
+
+    /// Records a change to an agent's live tree, announced once the transaction commits.
+    pub fn note(&self, agent: AgentId, change: Change) {
+        self.changes.borrow_mut().push((agent, change));
+    }
 }
 
 impl Index {
@@ -74,29 +93,49 @@ impl Index {
             durable,
             commits: AtomicU64::new(0),
             synced: Mutex::new(0),
+            watchers: Watchers::default(),
         })
     }
 
     /// Runs `f` in one write transaction; commits if it returns `Ok`, rolls back otherwise.
     /// With durability on, returns only once the commit is on stable storage.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let (value, commit) = {
+        let (value, commit, changes) = {
             let mut conn = self
                 .writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&Tx {
-                conn: &tx,
-                now: now_ns(),
-            })?;
+            let handle = Tx::new(&tx);
+            let value = f(&handle)?;
+            let changes = handle.changes.take();
+            drop(handle);
             tx.commit()?;
-            (value, self.commits.fetch_add(1, Ordering::SeqCst) + 1)
+            (
+                value,
+                self.commits.fetch_add(1, Ordering::SeqCst) + 1,
+                changes,
+            )
         };
         if self.durable {
             self.sync_through(commit)?;
         }
+        self.announce(changes);
         Ok(value)
+    }
+
+    /// Hands a committed transaction's changes to the watchers, grouped by agent.
+    fn announce(&self, mut changes: Vec<(AgentId, Change)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let origin = crate::watch::current_origin();
+        changes.sort_by_key(|(agent, _)| *agent);
+        for group in changes.chunk_by(|a, b| a.0 == b.0) {
+            let agent = group[0].0;
+            let list: Vec<Change> = group.iter().map(|(_, change)| change.clone()).collect();
+            self.watchers.publish(agent, origin, &list);
+        }
     }
 
     /// Group commit: makes commits up to `commit` durable with one fsync of the write-ahead
@@ -127,10 +166,7 @@ impl Index {
         };
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let value = f(&Tx {
-                conn: &tx,
-                now: now_ns(),
-            })?;
+            let value = f(&Tx::new(&tx))?;
             tx.commit()?;
             Ok(value)
         })();

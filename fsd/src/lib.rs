@@ -27,6 +27,7 @@ mod splice;
 mod store;
 mod types;
 pub mod vfs;
+pub mod watch;
 
 pub use chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, WHOLE_FILE_MAX};
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::watch::{Origin, with_origin};
 use crate::{
     AgentId, Attr, DirEntry, Error, FileReader, FsUsage, NewNode, RenameMode, Result, SetAttr,
     Store, View,
@@ -48,6 +49,8 @@ struct FileHandle {
 pub struct Vfs {
     store: Store,
     agent: AgentId,
+    /// Marks the store changes made through this view, so its own watcher skips them.
+    origin: Origin,
     options: VfsOptions,
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -65,11 +68,29 @@ impl Vfs {
         Vfs {
             store,
             agent,
+            origin: crate::watch::new_origin(),
             options,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn agent(&self) -> AgentId {
+        self.agent
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Runs a store call with its changes attributed to this view.
+    fn mine<T>(&self, f: impl FnOnce() -> T) -> T {
+        with_origin(self.origin, f)
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -108,12 +129,12 @@ impl Vfs {
 
     pub fn create(&self, parent: u64, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
         self.writable()?;
-        self.store.create_at(self.agent, parent, name, node)
+        self.mine(|| self.store.create_at(self.agent, parent, name, node))
     }
 
     pub fn remove(&self, parent: u64, name: &[u8], directory: bool) -> Result<()> {
         self.writable()?;
-        self.store.remove_at(self.agent, parent, name, directory)
+        self.mine(|| self.store.remove_at(self.agent, parent, name, directory))
     }
 
     pub fn rename(
@@ -125,19 +146,21 @@ impl Vfs {
         mode: RenameMode,
     ) -> Result<()> {
         self.writable()?;
-        self.store
-            .rename_at(self.agent, parent, name, new_parent, new_name, mode)
+        self.mine(|| {
+            self.store
+                .rename_at(self.agent, parent, name, new_parent, new_name, mode)
+        })
     }
 
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
         self.writable()?;
-        self.store.link_at(self.agent, ino, new_parent, new_name)
+        self.mine(|| self.store.link_at(self.agent, ino, new_parent, new_name))
     }
 
     pub fn setattr(&self, ino: u64, changes: &SetAttr) -> Result<Attr> {
         self.writable()?;
         self.flush_inode(ino)?;
-        self.store.set_attr_ino(self.agent, ino, changes)
+        self.mine(|| self.store.set_attr_ino(self.agent, ino, changes))
     }
 
     pub fn statfs(&self) -> Result<FsUsage> {
@@ -259,7 +282,7 @@ impl Vfs {
             Some(file) => {
                 let mut file = lock(&file);
                 let committed = self.commit(&mut file);
-                let unpinned = self.store.unpin_inode(self.agent, file.ino);
+                let unpinned = self.mine(|| self.store.unpin_inode(self.agent, file.ino));
                 committed.and(unpinned)
             }
             None => Ok(()),
@@ -270,7 +293,7 @@ impl Vfs {
         let pending = std::mem::take(&mut file.pending);
         file.pending_bytes = 0;
         for (offset, bytes) in pending {
-            self.store.write_ino(self.agent, file.ino, offset, &bytes)?;
+            self.mine(|| self.store.write_ino(self.agent, file.ino, offset, &bytes))?;
         }
         Ok(())
     }

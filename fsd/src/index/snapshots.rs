@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{LIVE, Tx};
+use crate::watch::Change;
 use crate::{AgentId, Error, Result, SnapshotInfo};
 
 /// A snapshot and the generation it froze.
@@ -117,39 +118,57 @@ impl Tx<'_> {
         snapshot: &SnapshotRow,
     ) -> Result<()> {
         let s = snapshot.generation;
-        for (table, columns) in [
+        for (table, columns, key) in [
             (
                 "inodes",
                 "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target",
+                "ino, NULL",
             ),
-            ("dentries", "agent_id, parent, name, gen_from, gen_to, ino"),
+            (
+                "dentries",
+                "agent_id, parent, name, gen_from, gen_to, ino",
+                "parent, name",
+            ),
         ] {
-            // Rows live now but born after the snapshot leave the live tree: dropped if no
-            // snapshot can see them, closed otherwise.
-            self.conn.execute(
-                &format!("DELETE FROM {table} WHERE agent_id = ?1 AND gen_to = {LIVE} AND gen_from = ?2 AND gen_from > ?3"),
-                params![agent, current_gen, s],
-            )?;
-            self.conn.execute(
-                &format!("UPDATE {table} SET gen_to = ?2 WHERE agent_id = ?1 AND gen_to = {LIVE} AND gen_from > ?3"),
-                params![agent, current_gen, s],
-            )?;
-            // Rows the snapshot sees that left the live tree come back: reopened if they
-            // were closed in this generation, copied as a new version otherwise.
-            self.conn.execute(
-                &format!(
-                    "UPDATE {table} SET gen_to = {LIVE} WHERE agent_id = ?1 AND gen_to = ?2 AND gen_from <= ?3 AND gen_to > ?3"
-                ),
-                params![agent, current_gen, s],
-            )?;
             let copied = columns.replace("gen_from, gen_to", &format!("?2, {LIVE}"));
-            self.conn.execute(
-                &format!(
-                    "INSERT INTO {table} ({columns}) SELECT {copied} FROM {table} \
-                     WHERE agent_id = ?1 AND gen_from <= ?3 AND gen_to > ?3 AND gen_to < {LIVE}"
+            let statements = [
+                // Rows live now but born after the snapshot leave the live tree: dropped
+                // if no snapshot can see them, closed otherwise.
+                format!(
+                    "DELETE FROM {table} WHERE agent_id = ?1 AND gen_to = {LIVE} AND gen_from = ?2 \
+                     AND gen_from > ?3 RETURNING {key}"
                 ),
-                params![agent, current_gen, s],
-            )?;
+                format!(
+                    "UPDATE {table} SET gen_to = ?2 WHERE agent_id = ?1 AND gen_to = {LIVE} \
+                     AND gen_from > ?3 RETURNING {key}"
+                ),
+                // Rows the snapshot sees that left the live tree come back: reopened if
+                // they were closed in this generation, copied as a new version otherwise.
+                format!(
+                    "UPDATE {table} SET gen_to = {LIVE} WHERE agent_id = ?1 AND gen_to = ?2 \
+                     AND gen_from <= ?3 AND gen_to > ?3 RETURNING {key}"
+                ),
+                format!(
+                    "INSERT INTO {table} ({columns}) SELECT {copied} FROM {table} \
+                     WHERE agent_id = ?1 AND gen_from <= ?3 AND gen_to > ?3 AND gen_to < {LIVE} \
+                     RETURNING {key}"
+                ),
+            ];
+            for sql in statements {
+                let mut stmt = self.conn.prepare(&sql)?;
+                let mut rows = stmt.query(params![agent, current_gen, s])?;
+                while let Some(row) = rows.next()? {
+                    let first = row.get::<_, i64>(0)? as u64;
+                    let change = match row.get::<_, Option<Vec<u8>>>(1)? {
+                        Some(name) => Change::Entry {
+                            parent: first,
+                            name,
+                        },
+                        None => Change::Inode(first),
+                    };
+                    self.note(agent, change);
+                }
+            }
         }
         self.recount_usage(agent)
     }

@@ -7,6 +7,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{LIVE, LIVE_VIEW, Tx};
+use crate::watch::Change;
 use crate::{AgentId, Error, FileType, FsPath, Hash, Result};
 
 /// One version of an inode.
@@ -365,6 +366,7 @@ impl<'t> Tree<'t> {
             new.gen_from = self.generation;
             self.insert_row(&new)?;
         }
+        self.tx.note(self.agent, Change::Inode(ino));
         let (before, after) = (usage_of(&old), usage_of(&new));
         self.adjust_usage(after.0 - before.0, after.1 - before.1, after.2 - before.2)?;
         Ok(InodeRow {
@@ -374,6 +376,7 @@ impl<'t> Tree<'t> {
     }
 
     fn close_inode(&self, row: &InodeRow) -> Result<()> {
+        self.tx.note(self.agent, Change::Inode(row.ino));
         if row.gen_from == self.generation {
             self.tx
                 .conn
@@ -400,6 +403,13 @@ impl<'t> Tree<'t> {
 
     pub fn insert_dentry(&self, parent: u64, name: &[u8], ino: u64) -> Result<()> {
         self.writable()?;
+        self.tx.note(
+            self.agent,
+            Change::Entry {
+                parent,
+                name: name.to_vec(),
+            },
+        );
         self.tx
             .conn
             .prepare_cached(
@@ -419,6 +429,13 @@ impl<'t> Tree<'t> {
 
     pub fn end_dentry(&self, parent: u64, name: &[u8]) -> Result<()> {
         self.writable()?;
+        self.tx.note(
+            self.agent,
+            Change::Entry {
+                parent,
+                name: name.to_vec(),
+            },
+        );
         let conn = self.tx.conn;
         let deleted = conn
             .prepare_cached(&format!(

@@ -6,6 +6,7 @@ use crate::index::{InodeRow, Tree};
 use crate::rename::Place;
 use crate::splice::Edit;
 use crate::store::{Store, file_row};
+use crate::watch::{Change, Origin, WatchId};
 use crate::{
     AgentId, Attr, DirEntry, Error, FileReader, FileType, Hash, Quota, RenameMode, Result, SetAttr,
     View, validate_name,
@@ -369,6 +370,22 @@ impl Store {
     /// Only the process that holds the data directory (server or mount) may call this.
     pub fn remove_orphans(&self) -> Result<u64> {
         self.index().write(|tx| tx.remove_orphans())
+    }
+
+    /// Calls `callback` with what each committed change to `agent`'s live tree touched,
+    /// unless `origin` made it (see [`crate::watch`]). The callback runs on the writer's
+    /// thread and must not block.
+    pub fn watch(
+        &self,
+        agent: AgentId,
+        origin: Origin,
+        callback: impl Fn(&[Change]) + Send + Sync + 'static,
+    ) -> WatchId {
+        self.index().watchers.add(agent, origin, Box::new(callback))
+    }
+
+    pub fn unwatch(&self, id: WatchId) {
+        self.index().watchers.remove(id);
     }
 
     /// Usage and quota, cheaply, for `statfs`.

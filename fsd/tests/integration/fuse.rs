@@ -246,6 +246,55 @@ fn a_snapshot_mounts_read_only() {
     );
 }
 
+#[test]
+fn changes_made_elsewhere_show_in_the_mount_at_once() {
+    let m = Mounted::new();
+    let path = |p: &str| FsPath::parse(p).unwrap();
+    let put = |p: &str, data: &[u8]| {
+        m.store
+            .write_file(m.agent, &path(p), &mut &data[..], &WriteOptions::default())
+            .unwrap();
+    };
+    // The kernel has the file, its size and its pages cached after these.
+    fs::write(m.path("f.txt"), b"one").unwrap();
+    assert_eq!(fs::read(m.path("f.txt")).unwrap(), b"one");
+    assert_eq!(fs::metadata(m.path("f.txt")).unwrap().len(), 3);
+    assert!(fs::metadata(m.path("later.txt")).is_err());
+    // Writes through the store (as the HTTP API makes them).
+    put("/f.txt", b"the second version");
+    assert_eq!(fs::metadata(m.path("f.txt")).unwrap().len(), 18);
+    assert_eq!(fs::read(m.path("f.txt")).unwrap(), b"the second version");
+    put("/later.txt", b"new");
+    assert_eq!(fs::read(m.path("later.txt")).unwrap(), b"new");
+    m.store.remove(m.agent, &path("/later.txt"), false).unwrap();
+    assert!(fs::metadata(m.path("later.txt")).is_err());
+    m.store
+        .rename(
+            m.agent,
+            &path("/f.txt"),
+            &path("/g.txt"),
+            Default::default(),
+        )
+        .unwrap();
+    assert!(fs::metadata(m.path("f.txt")).is_err());
+    assert_eq!(fs::read(m.path("g.txt")).unwrap(), b"the second version");
+    // A snapshot restore: the mount follows.
+    m.store.create_snapshot(m.agent, Some("before")).unwrap();
+    fs::write(m.path("g.txt"), b"changed through the mount").unwrap();
+    fs::create_dir(m.path("made-later")).unwrap();
+    m.store.restore_snapshot(m.agent, "before").unwrap();
+    assert_eq!(fs::read(m.path("g.txt")).unwrap(), b"the second version");
+    assert!(fs::metadata(m.path("made-later")).is_err());
+    // And the other way: the store sees what the mount did, as soon as it is closed.
+    fs::write(m.path("from-mount.txt"), b"hi").unwrap();
+    assert_eq!(
+        m.store
+            .read_file(m.agent, &path("/from-mount.txt"), &View::Live, 0, 10)
+            .unwrap(),
+        b"hi"
+    );
+}
+
 // ----- model-based: the mount against a plain directory -----
 
 const NAMES: &[&str] = &["a", "b", "c"];
