@@ -6,6 +6,14 @@
 #   bench/run.sh --dir /mnt/disk  # measure another disk
 #   bench/run.sh --quick          # a fast check that everything works
 #   bench/run.sh --help           # every option
+#
+# The filesystem benchmark instead: an `agentbox mount` (started and stopped by the
+# benchmark), a plain ext4 directory and a JuiceFS mount, side by side. It needs fio and
+# JuiceFS (scripts/setup.sh installs both) and root, to mount and to drop caches.
+#
+#   bench/run.sh fs               # everything under /var/tmp
+#   bench/run.sh fs --quick       # a fast check that everything works
+#   bench/run.sh fs --help        # every option
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -10,6 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("no such file or directory: {0}")]
     NotFound(String),
+    #[error("no such attribute: {0}")]
+    NoSuchAttribute(String),
     #[error("no such snapshot: {0}")]
     NoSuchSnapshot(String),
     #[error("already exists: {0}")]
@@ -59,6 +61,7 @@ impl Error {
     pub fn to_errno(&self) -> i32 {
         match self {
             Error::NotFound(_) | Error::NoSuchSnapshot(_) => libc::ENOENT,
+            Error::NoSuchAttribute(_) => libc::ENODATA,
             Error::AlreadyExists(_) => libc::EEXIST,
             Error::NotADirectory(_) => libc::ENOTDIR,
             Error::IsADirectory(_) => libc::EISDIR,

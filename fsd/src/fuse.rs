@@ -11,12 +11,14 @@ use fuser::{
     Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, MountOption, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 
 use crate::vfs::Vfs;
 use crate::watch::{Change, Origin, WatchId};
-use crate::{AgentId, Attr, Error, FileType, NewNode, RenameMode, Result, SetAttr, Store};
+use crate::{
+    AgentId, Attr, Error, FileType, NewNode, RenameMode, Result, SetAttr, Store, XattrMode,
+};
 
 /// How long the kernel may cache attributes and entries. Changes made other than
 /// through the mount are invalidated explicitly, so this can be long.
@@ -144,6 +146,18 @@ fn watch_for_invalidation(
             };
         }
     })
+}
+
+/// Answers an attribute read: the size when asked for it (`size` 0), the bytes when they
+/// fit, ERANGE when they do not.
+fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() <= size as usize {
+        reply.data(value);
+    } else {
+        reply.error(Errno::ERANGE);
+    }
 }
 
 struct AgentFs {
@@ -606,6 +620,53 @@ impl Filesystem for AgentFs {
             }
             Err(error) => reply.error(errno(&error)),
         }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = match flags {
+            0 => XattrMode::Any,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        Self::empty(
+            self.vfs.setxattr(ino.0, name.as_bytes(), value, mode),
+            reply,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name.as_bytes()) {
+            Ok(value) => xattr_reply(&value, size, reply),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(names) => {
+                let mut list = Vec::new();
+                for name in names {
+                    list.extend_from_slice(&name);
+                    list.push(0);
+                }
+                xattr_reply(&list, size, reply);
+            }
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        Self::empty(self.vfs.removexattr(ino.0, name.as_bytes()), reply);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

@@ -22,6 +22,7 @@ mod content;
 mod schema;
 mod snapshots;
 mod tree;
+mod xattrs;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -36,6 +37,7 @@ use crate::{AgentId, Error, Result};
 pub(crate) use content::NewContent;
 pub(crate) use schema::LIVE;
 pub(crate) use tree::{InodeRow, Tree};
+pub(crate) use xattrs::check_xattr;
 
 /// The generation the live view reads at.
 pub(crate) const LIVE_VIEW: i64 = LIVE - 1;

@@ -11,7 +11,7 @@
 
 mod inodes;
 
-pub use inodes::{FsUsage, NewNode};
+pub use inodes::{FsUsage, NewNode, XattrMode};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::watch::{Origin, with_origin};
 use crate::{
     AgentId, Attr, DirEntry, Error, FileReader, FsUsage, NewNode, RenameMode, Result, SetAttr,
-    Store, View,
+    Store, View, XattrMode,
 };
 
 /// A handle's buffered writes are committed once they exceed this many bytes.
@@ -161,6 +161,24 @@ impl Vfs {
         self.writable()?;
         self.flush_inode(ino)?;
         self.mine(|| self.store.set_attr_ino(self.agent, ino, changes))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        self.store.get_xattr(self.agent, self.view(), ino, name)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        self.store.list_xattrs(self.agent, self.view(), ino)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
+        self.writable()?;
+        self.mine(|| self.store.set_xattr(self.agent, ino, name, value, mode))
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        self.mine(|| self.store.remove_xattr(self.agent, ino, name))
     }
 
     pub fn statfs(&self) -> Result<FsUsage> {

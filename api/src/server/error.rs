@@ -88,7 +88,9 @@ impl From<fsd::Error> for ApiError {
         use fsd::Error as E;
         let message = error.to_string();
         let (status, code) = match &error {
-            E::NotFound(_) | E::NoSuchSnapshot(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::NotFound(_) | E::NoSuchSnapshot(_) | E::NoSuchAttribute(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             E::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             E::NotADirectory(_) => (StatusCode::CONFLICT, "not_a_directory"),
             E::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),

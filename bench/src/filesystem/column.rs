@@ -87,11 +87,11 @@ pub fn juicefs(options: &Options, work: &Path) -> Column {
     if options.no_juicefs {
         return Column::unavailable(NAME, "left out with --no-juicefs".to_string());
     }
-    eprintln!("JuiceFS: formatting and mounting a volume");
     let version = match juicefs::version(&options.juicefs) {
         Ok(version) => version,
         Err(error) => return Column::unavailable(NAME, format!("{error:#}")),
     };
+    eprintln!("JuiceFS: formatting and mounting a volume");
     match juicefs::mount(
         &options.juicefs,
         &work.join("juicefs"),
@@ -153,8 +153,8 @@ pub fn agentbox(options: &Options, work: &Path) -> Column {
             name: NAME,
             root: Some(mount.mountpoint().to_path_buf()),
             about: format!(
-                "`{} mount` of agent default, its data directory on the same disk, \
-                 durable writes",
+                "`{} mount` of agent default, its data directory on the same disk, default \
+                 options",
                 binary.display()
             ),
             mount: Some(mount),

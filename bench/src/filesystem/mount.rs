@@ -39,6 +39,8 @@ pub struct Mount {
     detached: Vec<Pid>,
     /// The daemon's log, quoted in errors.
     log: PathBuf,
+    /// Set once [`teardown`](Self::teardown) has run, so it runs once.
+    torn_down: bool,
 }
 
 impl Mount {
@@ -63,6 +65,7 @@ impl Mount {
             child,
             detached,
             log: log.to_path_buf(),
+            torn_down: false,
         }
     }
 
@@ -94,15 +97,14 @@ impl Mount {
 
     /// Unmounts, and waits for (or kills) the daemon's processes.
     pub fn unmount(mut self) -> Result<()> {
-        let result = self.teardown();
-        // Nothing is left for Drop to do.
-        self.child = None;
-        self.detached.clear();
-        self.unmount.clear();
-        result
+        self.teardown()
     }
 
     fn teardown(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
         let mut problems = Vec::new();
         if let Some(mut child) = self.child.take() {
             match terminate(&mut child) {
@@ -111,9 +113,7 @@ impl Mount {
                 Err(error) => problems.push(format!("stopping the daemon: {error:#}")),
             }
         }
-        if !self.unmount.is_empty()
-            && let Err(error) = self.unmount_now()
-        {
+        if let Err(error) = self.unmount_now() {
             problems.push(format!("{error:#}"));
         }
         let killed = process::wait_gone(&self.detached, EXIT_GRACE);
@@ -123,7 +123,6 @@ impl Mount {
                  the unmount"
             ));
         }
-        self.detached.clear();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -173,11 +172,8 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if self.child.is_some() || !self.detached.is_empty() || !self.unmount.is_empty() {
-            if let Err(error) = self.teardown() {
-                eprintln!("agentbox-bench: unmounting: {error:#}");
-            }
-            self.unmount.clear();
+        if let Err(error) = self.teardown() {
+            eprintln!("agentbox-bench: unmounting: {error:#}");
         }
     }
 }

@@ -139,9 +139,22 @@ fn cell(columns: &[Column], results: &Results, metric: Metric, column: usize) ->
 /// How many times as fast `a` is as `b` (for times, the inverse ratio).
 fn speed_ratio(results: &Results, metric: Metric, a: usize, b: usize) -> String {
     match (results.median(metric, a), results.median(metric, b)) {
-        (Some(x), Some(y)) if metric.is_time() => report::ratio(y, x),
-        (Some(x), Some(y)) => report::ratio(x, y),
+        (Some(x), Some(y)) if metric.is_time() => times(y / x),
+        (Some(x), Some(y)) => times(x / y),
         _ => "n/a".to_string(),
+    }
+}
+
+/// A ratio such as `0.52x`, with more decimals when it is small: `0.0031x`.
+fn times(value: f64) -> String {
+    if !value.is_finite() {
+        "n/a".to_string()
+    } else if value < 0.01 {
+        format!("{value:.4}x")
+    } else if value < 0.1 {
+        format!("{value:.3}x")
+    } else {
+        format!("{value:.2}x")
     }
 }
 

@@ -128,4 +128,17 @@ BEGIN
     WHERE hash = OLD.blob;
 END;
 "#,
+    // 2: extended attributes, versioned like directory entries.
+    r#"
+CREATE TABLE xattrs (
+    agent_id INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    gen_from INTEGER NOT NULL,
+    gen_to INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (agent_id, ino, name, gen_from)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX xattrs_by_gen ON xattrs(agent_id, gen_to, gen_from);
+"#,
 ];

@@ -97,7 +97,7 @@ impl Tx<'_> {
     pub fn delete_snapshot(&self, agent: AgentId, snapshot: &SnapshotRow) -> Result<()> {
         self.conn
             .execute("DELETE FROM snapshots WHERE id = ?1", [&snapshot.info.id])?;
-        for table in ["inodes", "dentries"] {
+        for table in ["inodes", "dentries", "xattrs"] {
             self.conn.execute(
                 &format!(
                     "DELETE FROM {table} WHERE agent_id = ?1 AND gen_to > ?2 AND gen_to < {LIVE} AND gen_from <= ?2 \
@@ -128,6 +128,11 @@ impl Tx<'_> {
                 "dentries",
                 "agent_id, parent, name, gen_from, gen_to, ino",
                 "parent, name",
+            ),
+            (
+                "xattrs",
+                "agent_id, ino, name, gen_from, gen_to, value",
+                "ino, NULL",
             ),
         ] {
             let copied = columns.replace("gen_from, gen_to", &format!("?2, {LIVE}"));
@@ -186,6 +191,7 @@ impl Tx<'_> {
                 "agent_id, ino, gen_from, gen_to, kind, mode, size, nlink, atime, mtime, ctime, content, target",
             ),
             ("dentries", "agent_id, parent, name, gen_from, gen_to, ino"),
+            ("xattrs", "agent_id, ino, name, gen_from, gen_to, value"),
         ] {
             let copied = columns
                 .replacen("agent_id", "?3", 1)

@@ -146,6 +146,11 @@ impl<'t> Tree<'t> {
         self.generation
     }
 
+    /// The generation reads see.
+    pub fn view(&self) -> i64 {
+        self.view
+    }
+
     fn writable(&self) -> Result<()> {
         if self.view != LIVE_VIEW {
             return Err(Error::InvalidArgument("a snapshot is read-only".into()));
@@ -397,6 +402,7 @@ impl<'t> Tree<'t> {
     pub fn end_inode(&self, ino: u64) -> Result<()> {
         self.writable()?;
         let row = self.get(ino)?;
+        self.end_xattrs(ino)?;
         self.close_inode(&row)?;
         self.count(&row, -1)
     }

@@ -2,7 +2,7 @@
 //! They share the tree primitives, the transactions and the quota checks of the path-based
 //! operations in `store.rs`.
 
-use crate::index::{InodeRow, Tree};
+use crate::index::{InodeRow, Tree, check_xattr};
 use crate::rename::Place;
 use crate::splice::Edit;
 use crate::store::{Store, file_row};
@@ -18,6 +18,18 @@ pub enum NewNode<'a> {
     File { mode: u32 },
     Directory { mode: u32 },
     Symlink { target: &'a [u8] },
+}
+
+/// When setting an extended attribute may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XattrMode {
+    /// Create or replace.
+    #[default]
+    Any,
+    /// Fail with [`Error::AlreadyExists`] if it exists.
+    Create,
+    /// Fail with [`Error::NoSuchAttribute`] unless it exists.
+    Replace,
 }
 
 /// What a mount reports through `statfs`.
@@ -323,6 +335,59 @@ impl Store {
             Edit::Write { offset, data },
             |_| {},
         )
+    }
+
+    /// The value of extended attribute `name` of inode `ino`.
+    pub fn get_xattr(&self, agent: AgentId, view: &View, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        self.read_tree(agent, view, |tree| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            tree.xattr(ino, name)?
+                .ok_or_else(|| Error::NoSuchAttribute(shown(name)))
+        })
+    }
+
+    pub fn list_xattrs(&self, agent: AgentId, view: &View, ino: u64) -> Result<Vec<Vec<u8>>> {
+        self.read_tree(agent, view, |tree| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            tree.xattr_names(ino)
+        })
+    }
+
+    /// Sets extended attribute `name` of inode `ino`, as `mode` allows.
+    pub fn set_xattr(
+        &self,
+        agent: AgentId,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
+        check_xattr(name, Some(value))?;
+        self.change(agent, |tree| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            let exists = tree.xattr(ino, name)?.is_some();
+            match mode {
+                XattrMode::Create if exists => return Err(Error::AlreadyExists(shown(name))),
+                XattrMode::Replace if !exists => return Err(Error::NoSuchAttribute(shown(name))),
+                _ => {}
+            }
+            tree.set_xattr(ino, name, Some(value))
+        })
+    }
+
+    pub fn remove_xattr(&self, agent: AgentId, ino: u64, name: &[u8]) -> Result<()> {
+        check_xattr(name, None)?;
+        self.change(agent, |tree| {
+            tree.inode(ino)?
+                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+            if tree.xattr(ino, name)?.is_none() {
+                return Err(Error::NoSuchAttribute(shown(name)));
+            }
+            tree.set_xattr(ino, name, None)
+        })
     }
 
     /// Records that inode `ino` is open. While it is, its last unlink leaves it in place

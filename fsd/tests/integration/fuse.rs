@@ -295,6 +295,92 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
     );
 }
 
+fn c_path(path: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8], flags: i32) -> Result<(), i32> {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let status = unsafe {
+        libc::setxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    }
+}
+
+fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+fn list_xattrs(path: &Path) -> Vec<String> {
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let n = unsafe { libc::listxattr(c_path(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "listxattr failed");
+    buf[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn extended_attributes_are_stored_and_snapshotted() {
+    let m = Mounted::new();
+    let file = m.path("tagged.txt");
+    fs::write(&file, b"x").unwrap();
+    set_xattr(&file, "user.origin", b"agent run 7", 0).unwrap();
+    set_xattr(&file, "user.note", b"", 0).unwrap();
+    assert_eq!(get_xattr(&file, "user.origin").unwrap(), b"agent run 7");
+    assert_eq!(list_xattrs(&file), ["user.note", "user.origin"]);
+    assert_eq!(
+        set_xattr(&file, "user.note", b"y", libc::XATTR_CREATE),
+        Err(libc::EEXIST)
+    );
+    assert_eq!(
+        set_xattr(&file, "user.absent", b"y", libc::XATTR_REPLACE),
+        Err(libc::ENODATA)
+    );
+    assert_eq!(get_xattr(&file, "user.absent"), Err(libc::ENODATA));
+    m.store.create_snapshot(m.agent, Some("tagged")).unwrap();
+    set_xattr(&file, "user.origin", b"changed", libc::XATTR_REPLACE).unwrap();
+    let name = std::ffi::CString::new("user.note").unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    assert_eq!(
+        unsafe { libc::removexattr(c_path(&file).as_ptr(), name.as_ptr()) },
+        0
+    );
+    assert_eq!(list_xattrs(&file), ["user.origin"]);
+    m.store.restore_snapshot(m.agent, "tagged").unwrap();
+    assert_eq!(get_xattr(&file, "user.origin").unwrap(), b"agent run 7");
+    assert_eq!(list_xattrs(&file), ["user.note", "user.origin"]);
+}
+
 // ----- model-based: the mount against a plain directory -----
 
 const NAMES: &[&str] = &["a", "b", "c"];
