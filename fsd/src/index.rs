@@ -224,7 +224,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
 }
 
-pub(crate) fn now_ns() -> i64 {
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

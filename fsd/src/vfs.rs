@@ -14,6 +14,13 @@ use crate::{
     Store, View, XattrMode,
 };
 
+mod sandbox;
+
+use sandbox::SandboxView;
+
+/// The root directory's inode.
+const ROOT: u64 = 1;
+
 /// A handle's buffered writes are committed once they exceed this many bytes.
 pub const WRITE_BUFFER_MAX: usize = 32 * 1024 * 1024;
 
@@ -24,6 +31,8 @@ pub struct VfsOptions {
     pub read_only: bool,
     /// The version of the tree shown; anything but [`View::Live`] is read-only.
     pub view: View,
+    /// Show the reserved top-level names as a sandbox needs them (see `vfs/sandbox.rs`).
+    pub sandbox: bool,
 }
 
 impl Default for VfsOptions {
@@ -31,6 +40,7 @@ impl Default for VfsOptions {
         VfsOptions {
             read_only: false,
             view: View::Live,
+            sandbox: false,
         }
     }
 }
@@ -51,6 +61,7 @@ pub struct Vfs {
     agent: AgentId,
     /// Marks the store changes made through this view, so its own watcher skips them.
     origin: Origin,
+    sandbox: Option<SandboxView>,
     options: VfsOptions,
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -69,6 +80,7 @@ impl Vfs {
             store,
             agent,
             origin: crate::watch::new_origin(),
+            sandbox: options.sandbox.then(SandboxView::new),
             options,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -104,6 +116,21 @@ impl Vfs {
         Ok(())
     }
 
+    /// Refuses changes to, in or of the sandbox view's own entries.
+    fn changeable(&self, ino: u64, name: Option<&[u8]>) -> Result<()> {
+        self.writable()?;
+        if let Some(view) = &self.sandbox {
+            let reserved_name = ino == ROOT && name.is_some_and(|n| view.is_reserved(n));
+            if view.owns(ino) || reserved_name {
+                let shown = name
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                return Err(Error::Reserved(format!("/{shown}")));
+            }
+        }
+        Ok(())
+    }
+
     fn view(&self) -> &View {
         &self.options.view
     }
@@ -111,11 +138,24 @@ impl Vfs {
     // ----- metadata -----
 
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if let Some(attr) = self.sandbox.as_ref().and_then(|view| view.attr(ino)) {
+            return Ok(attr);
+        }
         self.flush_inode(ino)?;
         self.store.getattr(self.agent, self.view(), ino)
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        if let Some(view) = &self.sandbox {
+            if view.owns(parent) {
+                return Err(Error::NotFound(String::from_utf8_lossy(name).into_owned()));
+            }
+            if parent == ROOT
+                && let Some(attr) = view.ino_of(name).and_then(|ino| view.attr(ino))
+            {
+                return Ok(attr);
+            }
+        }
         let attr = self.store.lookup(self.agent, self.view(), parent, name)?;
         if self.has_pending(attr.ino) {
             return self.getattr(attr.ino);
@@ -124,16 +164,19 @@ impl Vfs {
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        if let Some(target) = self.sandbox.as_ref().and_then(|view| view.target(ino)) {
+            return Ok(target);
+        }
         self.store.readlink_ino(self.agent, self.view(), ino)
     }
 
     pub fn create(&self, parent: u64, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
-        self.writable()?;
+        self.changeable(parent, Some(name))?;
         self.mine(|| self.store.create_at(self.agent, parent, name, node))
     }
 
     pub fn remove(&self, parent: u64, name: &[u8], directory: bool) -> Result<()> {
-        self.writable()?;
+        self.changeable(parent, Some(name))?;
         self.mine(|| self.store.remove_at(self.agent, parent, name, directory))
     }
 
@@ -145,7 +188,8 @@ impl Vfs {
         new_name: &[u8],
         mode: RenameMode,
     ) -> Result<()> {
-        self.writable()?;
+        self.changeable(parent, Some(name))?;
+        self.changeable(new_parent, Some(new_name))?;
         self.mine(|| {
             self.store
                 .rename_at(self.agent, parent, name, new_parent, new_name, mode)
@@ -153,31 +197,40 @@ impl Vfs {
     }
 
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
-        self.writable()?;
+        self.changeable(ino, None)?;
+        self.changeable(new_parent, Some(new_name))?;
         self.mine(|| self.store.link_at(self.agent, ino, new_parent, new_name))
     }
 
     pub fn setattr(&self, ino: u64, changes: &SetAttr) -> Result<Attr> {
-        self.writable()?;
+        self.changeable(ino, None)?;
         self.flush_inode(ino)?;
         self.mine(|| self.store.set_attr_ino(self.agent, ino, changes))
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        if self.sandbox.as_ref().is_some_and(|view| view.owns(ino)) {
+            return Err(Error::NoSuchAttribute(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
         self.store.get_xattr(self.agent, self.view(), ino, name)
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        if self.sandbox.as_ref().is_some_and(|view| view.owns(ino)) {
+            return Ok(Vec::new());
+        }
         self.store.list_xattrs(self.agent, self.view(), ino)
     }
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
-        self.writable()?;
+        self.changeable(ino, None)?;
         self.mine(|| self.store.set_xattr(self.agent, ino, name, value, mode))
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        self.writable()?;
+        self.changeable(ino, None)?;
         self.mine(|| self.store.remove_xattr(self.agent, ino, name))
     }
 
@@ -190,7 +243,13 @@ impl Vfs {
     /// Opens directory `ino`: its listing (with `.` and `..` first) is taken now and read
     /// from the handle until it is released.
     pub fn opendir(&self, ino: u64) -> Result<u64> {
-        let entries = self.store.read_dir(self.agent, self.view(), ino)?;
+        let entries = match &self.sandbox {
+            Some(view) if view.owns(ino) => Vec::new(),
+            Some(view) if ino == ROOT => {
+                view.merge_root(self.store.read_dir(self.agent, self.view(), ino)?)
+            }
+            _ => self.store.read_dir(self.agent, self.view(), ino)?,
+        };
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(handle, Arc::new(entries));
         Ok(handle)
@@ -205,6 +264,9 @@ impl Vfs {
     }
 
     pub fn parent_of(&self, ino: u64) -> Result<u64> {
+        if self.sandbox.as_ref().is_some_and(|view| view.owns(ino)) {
+            return Ok(ROOT);
+        }
         self.store.parent_dir(self.agent, ino)
     }
 
@@ -217,7 +279,7 @@ impl Vfs {
     /// Opens file `ino`; `write` asks for write access.
     pub fn open(&self, ino: u64, write: bool) -> Result<u64> {
         if write {
-            self.writable()?;
+            self.changeable(ino, None)?;
         }
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let file = FileHandle {

@@ -215,6 +215,7 @@ fn a_snapshot_mounts_read_only() {
         VfsOptions {
             read_only: false,
             view: View::Snapshot("s".into()),
+            sandbox: false,
         },
         |store, agent| {
             let options = WriteOptions::default();
@@ -292,6 +293,72 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
             .read_file(m.agent, &path("/from-mount.txt"), &View::Live, 0, 10)
             .unwrap(),
         b"hi"
+    );
+}
+
+#[test]
+fn the_sandbox_view_shows_system_names_that_are_not_stored() {
+    let m = Mounted::with_view(
+        VfsOptions {
+            sandbox: true,
+            ..VfsOptions::default()
+        },
+        |store, agent| {
+            let options = WriteOptions::default();
+            store
+                .write_file(
+                    agent,
+                    &FsPath::parse("/reports/summary.txt").unwrap(),
+                    &mut &b"ok"[..],
+                    &options,
+                )
+                .unwrap();
+        },
+    );
+    let mut names: Vec<_> = fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = fsd::RESERVED_NAMES.iter().map(|n| n.to_string()).collect();
+    expected.push("reports".into());
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(fs::metadata(m.path("usr")).unwrap().is_dir());
+    assert!(fs::metadata(m.path("tmp")).unwrap().is_dir());
+    assert_eq!(fs::read_dir(m.path("etc")).unwrap().count(), 0);
+    assert_eq!(fs::read_link(m.path("bin")).unwrap(), Path::new("usr/bin"));
+    assert_eq!(fs::read(m.path("reports/summary.txt")).unwrap(), b"ok");
+    // Nothing can be made, changed or removed through them.
+    assert_eq!(
+        fs::write(m.path("tmp/x"), b"x").unwrap_err().raw_os_error(),
+        Some(libc::EACCES)
+    );
+    assert_eq!(
+        fs::remove_dir(m.path("run")).unwrap_err().raw_os_error(),
+        Some(libc::EACCES)
+    );
+    assert_eq!(
+        fs::rename(m.path("reports"), m.path("sys"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EACCES)
+    );
+    let perms = fs::Permissions::from_mode(0o700);
+    assert_eq!(
+        fs::set_permissions(m.path("etc"), perms)
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EACCES)
+    );
+    // And none of it is in the store.
+    let listed = m
+        .store
+        .list_dir(m.agent, &FsPath::root(), &View::Live)
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.name_lossy()).collect::<Vec<_>>(),
+        ["reports"]
     );
 }
 
