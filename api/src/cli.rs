@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// Seconds between background sweeps (0 disables them).
     #[arg(long, env = "AGENTBOX_SWEEP_INTERVAL_SECONDS", default_value_t = 600)]
     pub sweep_interval_seconds: u64,
+    /// Where agents' sandbox views are mounted (default `<data-dir>/mounts`).
+    #[arg(long, env = "AGENTBOX_MOUNT_DIR")]
+    pub mount_dir: Option<PathBuf>,
+    /// Seconds an unused sandbox view stays mounted.
+    #[arg(long, env = "AGENTBOX_MOUNT_IDLE_SECONDS", default_value_t = 300)]
+    pub mount_idle_seconds: u64,
     /// Acknowledge writes once they survive a killed process rather than a power loss
     /// (skips fsync; faster, less safe).
     #[arg(long, env = "AGENTBOX_NO_FSYNC")]
@@ -284,7 +290,20 @@ pub struct MountArgs {
     pub mountpoint: PathBuf,
     #[command(flatten)]
     pub data: DataDirArg,
-    /// The agent whose tree to mount.
+    /// Mount from the server at this URL (read-only) instead of from a data directory.
+    #[arg(long, env = "AGENTBOX_URL", conflicts_with = "agent")]
+    pub url: Option<String>,
+    /// The agent's API key, for a mount from a server.
+    #[arg(long, env = "AGENTBOX_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Where a mount from a server keeps file contents
+    /// [default: $XDG_CACHE_HOME/agentbox or ~/.cache/agentbox].
+    #[arg(long, env = "AGENTBOX_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes of file contents kept in the cache directory (0: memory only).
+    #[arg(long, env = "AGENTBOX_CACHE_BYTES", default_value_t = 1 << 30)]
+    pub cache_bytes: u64,
+    /// The agent whose tree to mount (from a data directory).
     #[arg(long, default_value = "default")]
     pub agent: String,
     /// Mount this snapshot (id or name), read-only.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod keys;
 pub mod mount;
+pub mod remote_mount;
 pub mod server;
 
 pub use server::{AppState, router, serve};

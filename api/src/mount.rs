@@ -44,6 +44,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         VfsOptions {
             read_only: args.read_only,
             view,
+            sandbox: false,
         },
     );
     // SAFETY: getuid and getgid cannot fail and touch no memory.

@@ -15,6 +15,7 @@ mod entry;
 mod error;
 mod extract;
 mod fs_routes;
+mod mounts;
 mod openapi;
 mod range;
 mod routes;
@@ -136,14 +137,21 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let limits = Limits {
             max_file_bytes: args.max_file_bytes,
         };
-        let served = serve(
-            listener,
-            AppState::new(store, limits),
-            startup::shutdown_signal(),
-        )
-        .await;
+        let mut state = AppState::new(store.clone(), limits);
+        let mounts = mounts::sandbox_mounts(&store, &args)?;
+        if let Some(mounts) = &mounts {
+            state = state.with_mounts(mounts.clone());
+        }
+        let idle_unmounter = mounts.clone().map(mounts::spawn_idle_unmounter);
+        let served = serve(listener, state, startup::shutdown_signal()).await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        if let Some(task) = idle_unmounter {
+            task.abort();
+        }
+        if let Some(mounts) = mounts {
+            tokio::task::spawn_blocking(move || mounts.unmount_all()).await??;
         }
         served?;
         tracing::info!("stopped");

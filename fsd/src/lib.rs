@@ -20,6 +20,7 @@ mod error;
 mod fsck;
 pub mod fuse;
 mod index;
+pub mod mounts;
 mod path;
 mod reader;
 mod rename;

@@ -12,6 +12,8 @@ mod support;
 mod cli;
 #[path = "e2e/concurrency.rs"]
 mod concurrency;
+#[path = "e2e/conformance.rs"]
+mod conformance;
 #[path = "e2e/contract.rs"]
 mod contract;
 #[path = "e2e/crash.rs"]

@@ -1,4 +1,5 @@
-//! [`AppState`]: what every request handler shares — the store and the server's limits.
+//! [`AppState`]: what every request handler shares — the store, the server's limits and
+//! the agents' sandbox mounts.
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ impl Default for Limits {
 pub struct AppState {
     pub store: fsd::Store,
     pub limits: Limits,
+    /// The agents' sandbox views, mounted on demand; `None` where FUSE is unavailable.
+    pub mounts: Option<Arc<fsd::mounts::MountManager>>,
     uploads: Arc<Semaphore>,
 }
 
@@ -39,8 +42,15 @@ impl AppState {
         AppState {
             store,
             limits,
+            mounts: None,
             uploads,
         }
+    }
+
+    /// The same state with sandbox mounts available.
+    pub fn with_mounts(mut self, mounts: Arc<fsd::mounts::MountManager>) -> AppState {
+        self.mounts = Some(mounts);
+        self
     }
 
     /// Waits for a turn to stream an upload into the store; the turn lasts as long as the

@@ -4,6 +4,7 @@
 
 mod fuse;
 mod model;
+mod mounts;
 
 use std::time::Duration;
 

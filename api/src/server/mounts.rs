@@ -1,0 +1,52 @@
+//! The agents' sandbox mounts as the server runs them: made at start (after cleaning up
+//! what a crashed server left), idle ones unmounted in the background.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The agents' sandbox mounts under `<data-dir>/mounts` (or `--mount-dir`), after
+/// unmounting whatever a crashed server left there. `None`, with a warning, where FUSE is
+/// not available.
+pub fn sandbox_mounts(
+    store: &fsd::Store,
+    args: &crate::cli::ServeArgs,
+) -> anyhow::Result<Option<Arc<fsd::mounts::MountManager>>> {
+    if !Path::new("/dev/fuse").exists() {
+        tracing::warn!("/dev/fuse is missing: sandbox mounts are unavailable (install fuse3)");
+        return Ok(None);
+    }
+    let base = args
+        .mount_dir
+        .clone()
+        .unwrap_or_else(|| args.data.data_dir.join("mounts"));
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let options = fsd::mounts::MountManagerOptions {
+        base,
+        idle: Duration::from_secs(args.mount_idle_seconds),
+        uid,
+        gid,
+        threads: 4,
+    };
+    Ok(Some(fsd::mounts::MountManager::new(
+        store.clone(),
+        options,
+    )?))
+}
+
+/// Unmounts sandbox views nothing has used for a while, checking every ten seconds.
+pub fn spawn_idle_unmounter(mounts: Arc<fsd::mounts::MountManager>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            ticks.tick().await;
+            let mounts = mounts.clone();
+            match tokio::task::spawn_blocking(move || mounts.unmount_idle()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "unmounting idle sandbox views failed"),
+                Err(error) => tracing::warn!(%error, "the idle unmounter stopped"),
+            }
+        }
+    })
+}
