@@ -1,18 +1,24 @@
 //! `agentbox mount`: one agent's tree from a data directory, mounted with FUSE for local
 //! inspection, until Ctrl-C or SIGTERM (then unmounted cleanly). The mount holds the data
 //! directory's lock, so it refuses to start while a server uses the directory (and a
-//! server refuses to start while it is mounted).
+//! server refuses to start while it is mounted). With `--url`, the tree comes from a running
+//! server instead, read-only (see `remote_mount`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fsd::fuse::MountConfig;
 use fsd::vfs::{Vfs, VfsOptions};
 use fsd::{Store, StoreOptions, View};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::MountArgs;
 
 pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.url {
+        return crate::remote_mount::run(&args, url);
+    }
     let data_dir = &args.data.data_dir;
     if !data_dir.join("index.db").exists() {
         bail!(
@@ -21,7 +27,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let _lock = crate::server::lock_data_dir(data_dir).context(
-        "the data directory is in use; stop the server first (mounting through a running server is not available yet)",
+        "the data directory is in use; stop the server first, or mount through it with --url and --key",
     )?;
     if !args.mountpoint.is_dir() {
         bail!("{} is not a directory", args.mountpoint.display());
@@ -56,6 +62,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         allow_other: uid == 0,
         fs_name: format!("agentbox:{}", agent.name),
     };
+    let mut signals = Signals::install()?;
     let mount = fsd::fuse::mount(vfs, &args.mountpoint, &config)?;
     eprintln!(
         "mounted agent {} at {}{}; Ctrl-C unmounts",
@@ -66,24 +73,56 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             .map(|s| format!(" (snapshot {s}, read-only)"))
             .unwrap_or_default()
     );
-    wait_for_signal()?;
+    signals.wait(|| false)?;
     mount.unmount()?;
     eprintln!("unmounted {}", args.mountpoint.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result,
-            _ = terminate.recv() => Ok(()),
-        }
-    })?;
-    Ok(())
+/// SIGINT and SIGTERM, caught from the moment this is made (before mounting, so an early
+/// Ctrl-C still unmounts cleanly).
+pub(crate) struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (interrupt, terminate) = {
+            let _entered = runtime.enter();
+            (
+                signal(SignalKind::interrupt()).context("catching SIGINT")?,
+                signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            )
+        };
+        Ok(Signals {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// Blocks until SIGINT or SIGTERM (true) or until `ended` (checked a few times a
+    /// second) says there is nothing left to wait for (false).
+    pub(crate) fn wait(&mut self, ended: impl Fn() -> bool) -> anyhow::Result<bool> {
+        let Signals {
+            runtime,
+            interrupt,
+            terminate,
+        } = self;
+        runtime.block_on(async {
+            let mut poll = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => return Ok(true),
+                    _ = terminate.recv() => return Ok(true),
+                    _ = poll.tick() => if ended() { return Ok(false) },
+                }
+            }
+        })
+    }
 }
