@@ -52,7 +52,9 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
         bail!("{} is not a directory", args.mountpoint.display());
     }
     let remote = Remote::new(base_url(url)?, key, args.snapshot.clone());
-    let usage = remote.usage().map_err(|error| startup_error(&remote, error))?;
+    let usage = remote
+        .usage()
+        .map_err(|error| startup_error(&remote, error))?;
     if let Some(snapshot) = &args.snapshot {
         remote
             .stat("/")
@@ -70,13 +72,19 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
                     dir.display()
                 )
             })?;
+            tracing::debug!(dir = %dir.display(), bytes = cache.bytes(), budget, "content cache");
             Some(cache)
         }
     };
 
     // SAFETY: getuid and getgid cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = fs::RemoteFs::new(Content::new(remote, MEMORY_CACHE_BYTES, disk), TTL, uid, gid);
+    let fs = fs::RemoteFs::new(
+        Content::new(remote, MEMORY_CACHE_BYTES, disk),
+        TTL,
+        uid,
+        gid,
+    );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName(format!("agentbox:{}", usage.agent)),
@@ -108,9 +116,7 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
     );
     let signalled = signals.wait(|| session.guard.is_finished())?;
     if !signalled {
-        session
-            .join()
-            .context("serving the mount")?;
+        session.join().context("serving the mount")?;
         eprintln!("{} was unmounted", args.mountpoint.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -156,9 +162,9 @@ fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> anyhow::Resu
 /// A failure before mounting, said in terms of what to fix.
 fn startup_error(remote: &Remote, error: Error) -> anyhow::Error {
     match &error {
-        Error::Transport { .. } => anyhow!(
-            "{error} (is `agentbox serve` running there? pass --url or set AGENTBOX_URL)"
-        ),
+        Error::Transport { .. } => {
+            anyhow!("{error} (is `agentbox serve` running there? pass --url or set AGENTBOX_URL)")
+        }
         _ if error.is_unauthorized() => {
             anyhow!("the server refused the key: {error} (check --key or AGENTBOX_KEY)")
         }
@@ -203,7 +209,9 @@ fn cache_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
     match absolute("HOME") {
         Some(home) => Ok(home.join(".cache").join("agentbox")),
-        None => bail!("no cache directory: pass --cache-dir (neither XDG_CACHE_HOME nor HOME is set)"),
+        None => {
+            bail!("no cache directory: pass --cache-dir (neither XDG_CACHE_HOME nor HOME is set)")
+        }
     }
 }
 
@@ -214,7 +222,10 @@ mod tests {
     #[test]
     fn base_urls_are_normalised() {
         assert_eq!(base_url("http://h:8080/").unwrap(), "http://h:8080");
-        assert_eq!(base_url(" 127.0.0.1:8080 ").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            base_url(" 127.0.0.1:8080 ").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert!(base_url("https://box.example").is_err());
         assert!(base_url("").is_err());
     }

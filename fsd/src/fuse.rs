@@ -507,8 +507,7 @@ impl Filesystem for AgentFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Commits are durable once they return (the store is opened durable).
-        Self::empty(self.vfs.flush(fh.0), reply);
+        Self::empty(self.vfs.fsync(fh.0), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -595,7 +594,8 @@ impl Filesystem for AgentFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Directory changes commit as they happen; this makes them durable.
+        Self::empty(self.vfs.sync(), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

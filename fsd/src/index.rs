@@ -119,7 +119,7 @@ impl Index {
                 changes,
             )
         };
-        if self.durable {
+        if self.durable && !sync_deferred() {
             self.sync_through(commit)?;
         }
         self.announce(changes);
@@ -138,6 +138,14 @@ impl Index {
             let list: Vec<Change> = group.iter().map(|(_, change)| change.clone()).collect();
             self.watchers.publish(agent, origin, &list);
         }
+    }
+
+    /// Makes every commit so far durable (a mount's fsync after deferred commits).
+    pub fn sync(&self) -> Result<()> {
+        if self.durable {
+            self.sync_through(self.commits.load(Ordering::SeqCst))?;
+        }
+        Ok(())
     }
 
     /// Group commit: makes commits up to `commit` durable with one fsync of the write-ahead
@@ -222,6 +230,24 @@ fn migrate(conn: &Connection) -> Result<()> {
             Err(error)
         }
     }
+}
+
+thread_local! {
+    static SYNC_DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with its commits acknowledged before they are flushed to stable storage: they
+/// survive a killed process at once, a power loss after the next [`Index::sync`] (a
+/// mount's fsync). Blob bytes are still flushed before the commit that names them.
+pub(crate) fn with_sync_deferred<T>(f: impl FnOnce() -> T) -> T {
+    let previous = SYNC_DEFERRED.with(|d| d.replace(true));
+    let value = f();
+    SYNC_DEFERRED.with(|d| d.set(previous));
+    value
+}
+
+fn sync_deferred() -> bool {
+    SYNC_DEFERRED.with(std::cell::Cell::get)
 }
 
 pub fn now_ns() -> i64 {

@@ -101,8 +101,9 @@ impl Vfs {
     }
 
     /// Runs a store call with its changes attributed to this view.
+    /// Its commits are not flushed to stable storage one by one: [`Vfs::fsync`] does that.
     fn mine<T>(&self, f: impl FnOnce() -> T) -> T {
-        with_origin(self.origin, f)
+        with_origin(self.origin, || self.store.deferring_sync(f))
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -353,6 +354,17 @@ impl Vfs {
         let file = self.file(handle)?;
         let mut file = lock(&file);
         self.commit(&mut file)
+    }
+
+    /// Makes everything committed so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.store.sync()
+    }
+
+    /// Commits a handle's buffered writes and makes everything committed durable.
+    pub fn fsync(&self, handle: u64) -> Result<()> {
+        self.flush(handle)?;
+        self.store.sync()
     }
 
     /// Commits and forgets a handle.

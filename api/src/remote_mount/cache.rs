@@ -82,6 +82,7 @@ impl MemoryCache {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.lock().index.bytes()
     }
@@ -122,7 +123,10 @@ mod tests {
         cache.put(key(2, 0), Bytes::from(vec![2; 40]));
         assert!(cache.get(&key(1, 0)).is_some());
         cache.put(key(3, 0), Bytes::from(vec![3; 40]));
-        assert!(cache.get(&key(2, 0)).is_none(), "the least recently used goes");
+        assert!(
+            cache.get(&key(2, 0)).is_none(),
+            "the least recently used goes"
+        );
         assert_eq!(cache.get(&key(1, 0)).as_deref(), Some(&[1; 40][..]));
         assert_eq!(cache.get(&key(3, 0)).as_deref(), Some(&[3; 40][..]));
         assert_eq!(cache.bytes(), 80);

@@ -36,6 +36,8 @@ pub struct FileRef {
 pub struct Content<S> {
     source: S,
     block_size: u64,
+    /// Files up to this size are checked against their hash.
+    small_file: u64,
     memory: MemoryCache,
     disk: Option<DiskCache>,
     in_flight: Mutex<HashSet<BlockKey>>,
@@ -55,22 +57,33 @@ impl<S> Drop for Claim<'_, S> {
     }
 }
 
+impl<S> Content<S> {
+    fn in_flight(&self) -> MutexGuard<'_, HashSet<BlockKey>> {
+        // The set is changed by single inserts and removes.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl<S: Source> Content<S> {
     /// A reader fetching from `source`, keeping up to `memory_bytes` in memory and, when
     /// given, more on disk.
     pub fn new(source: S, memory_bytes: u64, disk: Option<DiskCache>) -> Self {
-        Self::with_block_size(source, BLOCK, memory_bytes, disk)
+        Self::with_sizes(source, BLOCK, SMALL_FILE, memory_bytes, disk)
     }
 
-    fn with_block_size(
+    fn with_sizes(
         source: S,
         block_size: u64,
+        small_file: u64,
         memory_bytes: u64,
         disk: Option<DiskCache>,
     ) -> Self {
         Content {
             source,
             block_size,
+            small_file,
             memory: MemoryCache::new(memory_bytes),
             disk,
             in_flight: Mutex::new(HashSet::new()),
@@ -80,13 +93,6 @@ impl<S: Source> Content<S> {
 
     pub fn source(&self) -> &S {
         &self.source
-    }
-
-    fn in_flight(&self) -> MutexGuard<'_, HashSet<BlockKey>> {
-        // The set is changed by single inserts and removes.
-        self.in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Up to `len` bytes of `file` from `offset` (fewer at its end).
@@ -171,7 +177,7 @@ impl<S: Source> Content<S> {
                 end - start
             )));
         }
-        if file.size <= SMALL_FILE && blake3::hash(&fetched.body) != key.hash {
+        if file.size <= self.small_file && blake3::hash(&fetched.body) != key.hash {
             return Err(Error::Corrupt);
         }
         Ok(Bytes::from(fetched.body))
@@ -256,7 +262,7 @@ mod tests {
         let bytes = pattern(2500);
         // A large file's hash is not the hash of its bytes; the ETag match is the check.
         let file = table.add("/big", &bytes, blake3::hash(b"chunk list"));
-        let content = Content::with_block_size(table.clone(), 1000, 1 << 20, None);
+        let content = Content::with_sizes(table.clone(), 1000, 1000, 1 << 20, None);
         assert_eq!(content.read(&file, 900, 1200).unwrap(), &bytes[900..2100]);
         assert_eq!(content.read(&file, 0, 4000).unwrap(), bytes);
         assert_eq!(
@@ -276,7 +282,11 @@ mod tests {
         let bad = table.add("/b", b"bytes", blake3::hash(b"other"));
         assert!(matches!(content.read(&bad, 0, 10), Err(Error::Corrupt)));
         assert!(matches!(content.read(&bad, 0, 10), Err(Error::Corrupt)));
-        assert_eq!(table.requests.load(Ordering::SeqCst), 3, "nothing was cached");
+        assert_eq!(
+            table.requests.load(Ordering::SeqCst),
+            3,
+            "nothing was cached"
+        );
     }
 
     #[test]

@@ -251,7 +251,10 @@ mod tests {
         let cache = DiskCache::open(dir.path(), budget).unwrap();
         assert_eq!(cache.bytes(), budget);
         cache.put(key(4), &[4; 10]);
-        assert!(cache.get(&key(2)).is_none(), "2 was the least recently used");
+        assert!(
+            cache.get(&key(2)).is_none(),
+            "2 was the least recently used"
+        );
         assert_eq!(cache.get(&key(1)).as_deref(), Some(&[1; 10][..]));
         assert_eq!(cache.get(&key(3)).as_deref(), Some(&[3; 10][..]));
 
@@ -280,7 +283,11 @@ mod tests {
         let path = dir.path().join(key(2).to_string());
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        fs::write(dir.path().join(format!("{TEMP_PREFIX}{}-1-0", key(3))), b"x").unwrap();
+        fs::write(
+            dir.path().join(format!("{TEMP_PREFIX}{}-1-0", key(3))),
+            b"x",
+        )
+        .unwrap();
         drop(cache);
         let cache = DiskCache::open(dir.path(), 1 << 20).unwrap();
         assert!(cache.get(&key(2)).is_none());

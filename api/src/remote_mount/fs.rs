@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use fuser::{
     Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow,
 };
 
 use super::content::{Content, FileRef};
@@ -59,7 +59,10 @@ fn name_of(name: &OsStr) -> Reply<&str> {
 /// The attributes of a listing row, or `None` for a row to leave out: one the kernel could
 /// not be shown (a name with `/`, `.`, `..`) or whose attributes make no sense.
 fn row_meta(entry: &super::meta::Entry) -> Option<Meta> {
-    if entry.name.is_empty() || entry.name.contains('/') || matches!(entry.name.as_str(), "." | "..") {
+    if entry.name.is_empty()
+        || entry.name.contains('/')
+        || matches!(entry.name.as_str(), "." | "..")
+    {
         tracing::warn!(name = %entry.name, "skipping an entry with an impossible name");
         return None;
     }
@@ -348,7 +351,12 @@ impl Filesystem for RemoteFs {
             return reply.error(Errno::EBADF);
         };
         for (i, row) in rows.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(row.ino), i as u64 + 1, kind(row.meta.kind), &row.name) {
+            if reply.add(
+                INodeNo(row.ino),
+                i as u64 + 1,
+                kind(row.meta.kind),
+                &row.name,
+            ) {
                 break;
             }
         }
@@ -370,7 +378,14 @@ impl Filesystem for RemoteFs {
         for (i, row) in rows.iter().enumerate().skip(offset as usize) {
             let attr = self.attr(row.ino, &row.meta);
             let next = i as u64 + 1;
-            if reply.add(INodeNo(row.ino), next, &row.name, &ttl, &attr, Generation(0)) {
+            if reply.add(
+                INodeNo(row.ino),
+                next,
+                &row.name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
@@ -392,7 +407,9 @@ impl Filesystem for RemoteFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.statfs_figures() {
             Ok([blocks, bfree, bavail, files, ffree]) => {
-                reply.statfs(blocks, bfree, bavail, files, ffree, BLOCK_SIZE, 255, BLOCK_SIZE);
+                reply.statfs(
+                    blocks, bfree, bavail, files, ffree, BLOCK_SIZE, 255, BLOCK_SIZE,
+                );
             }
             Err(errno) => reply.error(errno),
         }

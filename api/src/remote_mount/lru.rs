@@ -80,6 +80,7 @@ impl<K: Eq + Hash + Clone> LruIndex<K> {
         }
     }
 
+    #[cfg(test)]
     pub fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }
@@ -89,10 +90,12 @@ impl<K: Eq + Hash + Clone> LruIndex<K> {
         self.bytes
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

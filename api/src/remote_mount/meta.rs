@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(meta.mode, 0o644);
         assert_eq!(meta.hash, Some(blake3::hash(b"abc")));
         assert_eq!(meta.mtime, at(1_796_398_682, 123_456_789));
-        assert_eq!(entry("directory", None).meta().unwrap().kind, Kind::Directory);
+        assert_eq!(
+            entry("directory", None).meta().unwrap().kind,
+            Kind::Directory
+        );
     }
 
     #[test]

@@ -226,9 +226,9 @@ impl Source for Remote {
                 response.status()
             )));
         }
-        let etag = response
-            .header("ETag")
-            .and_then(|tag| blake3::Hash::from_hex(tag.trim_start_matches("W/").trim_matches('"')).ok());
+        let etag = response.header("ETag").and_then(|tag| {
+            blake3::Hash::from_hex(tag.trim_start_matches("W/").trim_matches('"')).ok()
+        });
         let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         response
             .into_reader()

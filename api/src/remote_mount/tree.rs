@@ -191,7 +191,14 @@ impl Inner {
     fn record(&mut self, path: &str, meta: Meta, now: Instant) -> u64 {
         let current = self.by_path.get(path).copied();
         let ino = match current {
-            Some(ino) if self.nodes.get(&ino).is_some_and(|n| n.kind == Some(meta.kind)) => ino,
+            Some(ino)
+                if self
+                    .nodes
+                    .get(&ino)
+                    .is_some_and(|n| n.kind == Some(meta.kind)) =>
+            {
+                ino
+            }
             Some(ino) if self.nodes.get(&ino).is_some_and(|n| n.kind.is_none()) => {
                 if let Some(node) = self.nodes.get_mut(&ino) {
                     node.kind = Some(meta.kind);

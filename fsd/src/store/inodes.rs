@@ -390,6 +390,19 @@ impl Store {
         })
     }
 
+    /// Makes every change committed so far durable, including those a mount committed
+    /// with its flush deferred (see [`Store::deferring_sync`]).
+    pub fn sync(&self) -> Result<()> {
+        self.index().sync()
+    }
+
+    /// Runs `f` with its commits acknowledged once they survive a killed process; they
+    /// survive a power loss after the next [`Store::sync`]. This is what a mount's writes
+    /// use: `close` commits, `fsync` makes durable.
+    pub fn deferring_sync<T>(&self, f: impl FnOnce() -> T) -> T {
+        crate::index::with_sync_deferred(f)
+    }
+
     /// Records that inode `ino` is open. While it is, its last unlink leaves it in place
     /// without a name (readable and writable through the open handle) instead of
     /// removing it; [`Store::unpin_inode`] removes it then.

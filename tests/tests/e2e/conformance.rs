@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use crate::support::{agentbox_bin, free_port};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the mount may take to unmount after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The signal number of SIGTERM.
+const SIGTERM: i32 = 15;
 /// How long pjdfstest may run (a run takes seconds).
 const PJDFSTEST_TIMEOUT_SECS: &str = "300";
 
@@ -123,7 +126,8 @@ fn log_tail(log: &Path) -> String {
 }
 
 /// Makes a data directory with the `default` agent: starts `agentbox serve` on it until
-/// `default.key` is written, then stops it with SIGTERM so that the directory is free.
+/// `default.key` is written and `/healthz` answers, then stops it with SIGTERM so that the
+/// directory is free.
 fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
     for _attempt in 0..3 {
         let listen = format!("127.0.0.1:{}", free_port());
@@ -141,19 +145,30 @@ fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", agentbox_bin().display()));
         let key_file = data_dir.join("default.key");
+        let healthz = format!("http://{listen}/healthz");
+        let probe = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
         let deadline = Instant::now() + READY_TIMEOUT;
         let exited = loop {
             if let Some(status) = server.try_wait().expect("poll the server") {
                 break Some(status);
             }
-            if fs::read_to_string(&key_file).is_ok_and(|key| !key.trim().is_empty()) {
+            // The key comes first; once `/healthz` answers, SIGTERM stops the server cleanly.
+            if fs::read_to_string(&key_file).is_ok_and(|key| !key.trim().is_empty())
+                && probe
+                    .get(&healthz)
+                    .call()
+                    .is_ok_and(|response| response.status() == 200)
+            {
                 break None;
             }
             if Instant::now() >= deadline {
                 let _ = server.kill();
                 let _ = server.wait();
                 panic!(
-                    "agentbox serve wrote no {} within {READY_TIMEOUT:?}:\n{}",
+                    "agentbox serve did not write {} and answer {healthz} within \
+                     {READY_TIMEOUT:?}:\n{}",
                     key_file.display(),
                     log_tail(log)
                 );
@@ -178,8 +193,10 @@ fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
                 log_tail(log)
             )
         });
+        // Ended by SIGTERM itself if the signal came before the server's handler was in
+        // place: the data directory is complete either way, since the key is written last.
         assert!(
-            status.success(),
+            status.success() || status.signal() == Some(SIGTERM),
             "agentbox serve exited with {status} on SIGTERM:\n{}",
             log_tail(log)
         );
