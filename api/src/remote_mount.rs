@@ -58,7 +58,7 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
     if let Some(snapshot) = &args.snapshot {
         remote
             .stat("/")
-            .map_err(|error| startup_error(&remote, error))
+            .map_err(|error| snapshot_error(&remote, error))
             .with_context(|| format!("cannot mount snapshot {snapshot}"))?;
     }
     let disk = match args.cache_bytes {
@@ -120,16 +120,22 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
         eprintln!("{} was unmounted", args.mountpoint.display());
         return Ok(ExitCode::SUCCESS);
     }
-    unmount(session, &args.mountpoint)?;
-    eprintln!("unmounted {}", args.mountpoint.display());
+    if unmount(session, &args.mountpoint)? {
+        eprintln!("unmounted {}", args.mountpoint.display());
+    } else {
+        eprintln!(
+            "{} was busy; detached it (it goes away when the last user leaves)",
+            args.mountpoint.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Unmounts; if the mount is busy (a shell inside it, an open file), detaches it so the
-/// mount point is free at once and the kernel lets go when the last user does.
-fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> anyhow::Result<()> {
+/// Unmounts (true); if the mount is busy (a shell inside it, an open file), detaches it
+/// (false) so the mount point is free at once and the kernel lets go when the last user does.
+fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> anyhow::Result<bool> {
     let Err(error) = session.umount_and_join() else {
-        return Ok(());
+        return Ok(true);
     };
     tracing::debug!(%error, "unmounting failed; detaching lazily");
     let detached = match std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
@@ -144,11 +150,7 @@ fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> anyhow::Resu
             .status()
             .is_ok_and(|status| status.success());
     if detached {
-        eprintln!(
-            "{} was busy; detached it (it goes away when the last user leaves)",
-            mountpoint.display()
-        );
-        Ok(())
+        Ok(false)
     } else {
         Err(anyhow!(error)).with_context(|| {
             format!(
@@ -168,11 +170,22 @@ fn startup_error(remote: &Remote, error: Error) -> anyhow::Error {
         _ if error.is_unauthorized() => {
             anyhow!("the server refused the key: {error} (check --key or AGENTBOX_KEY)")
         }
-        Error::Api { code: Some(_), .. } => anyhow!(error),
-        _ => anyhow!(
-            "{} does not answer like an agentbox server: {error} (check --url)",
-            remote.base()
-        ),
+        // The usage route exists on every agentbox server, for every agent.
+        Error::Api { status: 404, .. } | Error::Api { code: None, .. } | Error::Protocol(_) => {
+            anyhow!(
+                "{} does not answer like an agentbox server: {error} (check --url)",
+                remote.base()
+            )
+        }
+        _ => anyhow!(error),
+    }
+}
+
+/// A failure to find the snapshot to mount.
+fn snapshot_error(remote: &Remote, error: Error) -> anyhow::Error {
+    match &error {
+        Error::Api { status: 404, .. } => anyhow!(error),
+        _ => startup_error(remote, error),
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `agentbox serve` process on a loopback port, driven over HTTP
 //! by a real client (and by the `agentbox` command-line client), each test with a data
-//! directory of its own.
+//! directory of its own; and `agentbox mount` of such a directory checked with pjdfstest
+//! (`conformance::`).
 //!
 //! Run them with `cargo nextest run -p e2e`. The crash test (`crash::`) is in the exclusive
 //! group of `.config/nextest.toml`.
@@ -24,6 +25,8 @@ mod errors;
 mod files;
 #[path = "e2e/isolation.rs"]
 mod isolation;
+#[path = "e2e/remote_mount.rs"]
+mod remote_mount;
 #[path = "e2e/service.rs"]
 mod service;
 #[path = "e2e/snapshots.rs"]

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{agentbox_bin, free_port};
 
-/// How long `agentbox serve` may take to write the default agent's key, and a mount to
-/// appear or to go away.
+/// How long `agentbox serve` may take to start, and a mount to appear.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the mount may take to unmount after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -98,10 +97,10 @@ fn require_system_components() {
     }
 }
 
-/// Sends SIGTERM to a process.
+/// Sends SIGTERM to a process (with the shell's `kill`, which every Debian system has).
 fn terminate(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    let _ = Command::new("sh")
+        .args(["-c", "kill -TERM \"$1\"", "sh", &child.id().to_string()])
         .status();
 }
 
