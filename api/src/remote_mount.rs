@@ -33,6 +33,9 @@ use remote::{Error, Remote};
 /// How long attributes and listings are trusted before the server is asked again (and how
 /// long the kernel may cache them).
 pub const TTL: Duration = Duration::from_secs(1);
+/// The same for a snapshot, which does not change (only a deleted snapshot's name can be
+/// given to a new one).
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 /// File contents kept in memory.
 const MEMORY_CACHE_BYTES: u64 = 64 << 20;
 
@@ -51,7 +54,8 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
     if !args.mountpoint.is_dir() {
         bail!("{} is not a directory", args.mountpoint.display());
     }
-    let remote = Remote::new(base_url(url)?, key, args.snapshot.clone());
+    let base = base_url(url)?;
+    let remote = Remote::new(base.clone(), key, args.snapshot.clone());
     let usage = remote
         .usage()
         .map_err(|error| startup_error(&remote, error))?;
@@ -81,7 +85,11 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let fs = fs::RemoteFs::new(
         Content::new(remote, MEMORY_CACHE_BYTES, disk),
-        TTL,
+        if args.snapshot.is_some() {
+            SNAPSHOT_TTL
+        } else {
+            TTL
+        },
         uid,
         gid,
     );
@@ -107,7 +115,7 @@ pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "mounted agent {} from {} at {} (read-only{}); Ctrl-C unmounts",
         usage.agent,
-        url,
+        base,
         args.mountpoint.display(),
         args.snapshot
             .as_deref()

@@ -68,7 +68,6 @@ CREATE TABLE inodes (
     target BLOB,
     PRIMARY KEY (agent_id, ino, gen_from)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX inodes_by_gen ON inodes(agent_id, gen_to, gen_from);
 
 CREATE TABLE dentries (
     agent_id INTEGER NOT NULL,
@@ -79,7 +78,6 @@ CREATE TABLE dentries (
     ino INTEGER NOT NULL,
     PRIMARY KEY (agent_id, parent, name, gen_from)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX dentries_by_gen ON dentries(agent_id, gen_to, gen_from);
 CREATE INDEX dentries_live_by_ino ON dentries(agent_id, ino) WHERE gen_to = 9223372036854775807;
 
 CREATE TABLE snapshots (
@@ -139,6 +137,5 @@ CREATE TABLE xattrs (
     value BLOB NOT NULL,
     PRIMARY KEY (agent_id, ino, name, gen_from)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX xattrs_by_gen ON xattrs(agent_id, gen_to, gen_from);
 "#,
 ];
