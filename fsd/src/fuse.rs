@@ -94,6 +94,8 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, config: &MountConfig) -> Result<Mount>
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
+        // Reads do not update access times; say so rather than pretend.
+        MountOption::NoAtime,
         if read_only {
             MountOption::RO
         } else {
@@ -184,17 +186,23 @@ fn to_time(ns: i64) -> SystemTime {
     }
 }
 
-fn to_ns(time: SystemTime) -> i64 {
+/// A time the kernel sent. Before the epoch, fuser decodes `(seconds, nanoseconds)` as
+/// epoch minus |seconds| minus nanoseconds, while the kernel means seconds (negative) plus
+/// nanoseconds; this undoes that.
+fn from_kernel(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => after.as_nanos() as i64,
-        Err(before) => -(before.duration().as_nanos() as i64),
+        Err(before) => {
+            let before = before.duration();
+            -(before.as_secs() as i64) * 1_000_000_000 + i64::from(before.subsec_nanos())
+        }
     }
 }
 
 fn time_or_now(time: TimeOrNow) -> i64 {
     match time {
-        TimeOrNow::SpecificTime(time) => to_ns(time),
-        TimeOrNow::Now => to_ns(SystemTime::now()),
+        TimeOrNow::SpecificTime(time) => from_kernel(time),
+        TimeOrNow::Now => from_kernel(SystemTime::now()),
     }
 }
 
@@ -582,8 +590,7 @@ impl Filesystem for AgentFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.vfs.releasedir(fh.0);
-        reply.ok();
+        Self::empty(self.vfs.releasedir(fh.0), reply);
     }
 
     fn fsyncdir(
@@ -669,6 +676,21 @@ impl Filesystem for AgentFs {
         Self::empty(self.vfs.removexattr(ino.0, name.as_bytes()), reply);
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Files here are not terminals or devices (isatty asks this on every open).
+        reply.error(Errno::ENOTTY);
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // `default_permissions` makes the kernel check modes before asking.
         reply.ok();
@@ -707,5 +729,22 @@ impl Filesystem for AgentFs {
             ),
             Err(error) => reply.error(errno(&error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_times_before_the_epoch_keep_their_fraction() {
+        // What fuser makes of the kernel's (-2 s, 500_000_000 ns), meaning -1.5 s.
+        let decoded = UNIX_EPOCH - Duration::new(2, 500_000_000);
+        assert_eq!(from_kernel(decoded), -1_500_000_000);
+        assert_eq!(from_kernel(UNIX_EPOCH + Duration::new(3, 7)), 3_000_000_007);
+        assert_eq!(
+            to_time(-1_500_000_000),
+            UNIX_EPOCH - Duration::from_millis(1500)
+        );
     }
 }

@@ -64,7 +64,8 @@ pub struct Vfs {
     sandbox: Option<SandboxView>,
     options: VfsOptions,
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Open directories: the inode (kept while open, like files) and its listing.
+    dirs: Mutex<HashMap<u64, (u64, Arc<Vec<DirEntry>>)>>,
     next_handle: AtomicU64,
 }
 
@@ -173,6 +174,15 @@ impl Vfs {
 
     pub fn create(&self, parent: u64, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
         self.changeable(parent, Some(name))?;
+        // A directory made in a set-group-ID directory is set-group-ID too.
+        let node = match node {
+            NewNode::Directory { mode } if self.getattr(parent)?.mode & 0o2000 != 0 => {
+                NewNode::Directory {
+                    mode: mode | 0o2000,
+                }
+            }
+            other => other,
+        };
         self.mine(|| self.store.create_at(self.agent, parent, name, node))
     }
 
@@ -252,7 +262,10 @@ impl Vfs {
             _ => self.store.read_dir(self.agent, self.view(), ino)?,
         };
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(handle, Arc::new(entries));
+        if self.sandbox.as_ref().is_none_or(|view| !view.owns(ino)) {
+            self.store.pin_inode(self.agent, ino);
+        }
+        lock(&self.dirs).insert(handle, (ino, Arc::new(entries)));
         Ok(handle)
     }
 
@@ -260,7 +273,7 @@ impl Vfs {
     pub fn dir_entries(&self, handle: u64) -> Result<Arc<Vec<DirEntry>>> {
         lock(&self.dirs)
             .get(&handle)
-            .cloned()
+            .map(|(_, entries)| entries.clone())
             .ok_or_else(|| Error::InvalidArgument("unknown directory handle".into()))
     }
 
@@ -271,8 +284,12 @@ impl Vfs {
         self.store.parent_dir(self.agent, ino)
     }
 
-    pub fn releasedir(&self, handle: u64) {
-        lock(&self.dirs).remove(&handle);
+    pub fn releasedir(&self, handle: u64) -> Result<()> {
+        let released = lock(&self.dirs).remove(&handle);
+        match released {
+            Some((ino, _)) => self.mine(|| self.store.unpin_inode(self.agent, ino)),
+            None => Ok(()),
+        }
     }
 
     // ----- files -----

@@ -483,7 +483,7 @@ impl<'t> Tree<'t> {
         self.end_dentry(parent, name)?;
         let now = self.tx.now;
         let is_dir = row.kind == FileType::Directory;
-        if !is_dir && row.nlink <= 1 && self.pinned.contains(&ino) {
+        if (is_dir || row.nlink <= 1) && self.pinned.contains(&ino) {
             // Open somewhere: it lives on without a name until it is closed.
             self.modify(ino, |r| {
                 r.nlink = 0;
@@ -589,11 +589,11 @@ fn prefix(path: &FsPath, depth: usize) -> String {
 }
 
 impl Tx<'_> {
-    /// Ends every live file inode without links (see [`Tree::with_pins`]); returns how many.
+    /// Ends every live inode without links (see [`Tree::with_pins`]); returns how many.
     pub fn remove_orphans(&self) -> Result<u64> {
         let orphans: Vec<(AgentId, i64)> = {
             let mut stmt = self.conn.prepare(&format!(
-                "SELECT agent_id, ino FROM inodes WHERE gen_to = {LIVE} AND nlink = 0 AND kind != 2"
+                "SELECT agent_id, ino FROM inodes WHERE gen_to = {LIVE} AND nlink = 0"
             ))?;
             let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?

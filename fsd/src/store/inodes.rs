@@ -294,6 +294,9 @@ impl Store {
             }
             if let Some(mtime) = changes.mtime_ns {
                 r.mtime = mtime;
+            } else if changes.size.is_some() && r.kind == FileType::File {
+                // A truncate counts as a modification even when the size stays.
+                r.mtime = now;
             }
             r.ctime = now;
         };

@@ -177,6 +177,39 @@ fn ordinary_file_operations_work_through_the_mount() {
 }
 
 #[test]
+fn posix_details_hold_through_the_mount() {
+    let m = Mounted::new();
+    // A directory made in a set-group-ID directory inherits the bit.
+    fs::create_dir(m.path("shared")).unwrap();
+    fs::set_permissions(m.path("shared"), fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::create_dir(m.path("shared/sub")).unwrap();
+    assert_eq!(
+        fs::metadata(m.path("shared/sub")).unwrap().mode() & 0o2000,
+        0o2000
+    );
+    // A directory removed while open stays usable through its descriptor.
+    fs::create_dir(m.path("gone")).unwrap();
+    let dir = File::open(m.path("gone")).unwrap();
+    fs::remove_dir(m.path("gone")).unwrap();
+    assert_eq!(dir.metadata().unwrap().nlink(), 0);
+    drop(dir);
+    // Truncating to the same size still counts as a modification.
+    fs::write(m.path("t"), b"abcd").unwrap();
+    let file = OpenOptions::new().write(true).open(m.path("t")).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(978_307_200))
+        .unwrap();
+    file.set_len(4).unwrap();
+    assert!(file.metadata().unwrap().mtime() > 978_307_200);
+    // Times before 1970 keep their fraction.
+    let old = std::time::UNIX_EPOCH - Duration::from_millis(1500);
+    file.set_modified(old).unwrap();
+    drop(file);
+    let meta = fs::metadata(m.path("t")).unwrap();
+    assert_eq!((meta.mtime(), meta.mtime_nsec()), (-2, 500_000_000));
+    assert!(m.store.fsck().unwrap().is_clean());
+}
+
+#[test]
 fn a_large_file_streams_through_the_mount() {
     let m = Mounted::new();
     let data: Vec<u8> = (0..20_000_000u32)
