@@ -55,6 +55,12 @@ struct FileHandle {
     reader: Option<FileReader>,
 }
 
+/// One open directory: its inode (kept while open, like a file's) and its listing.
+struct OpenDir {
+    ino: u64,
+    entries: Arc<Vec<DirEntry>>,
+}
+
 /// One agent's tree served to a mount.
 pub struct Vfs {
     store: Store,
@@ -64,8 +70,7 @@ pub struct Vfs {
     sandbox: Option<SandboxView>,
     options: VfsOptions,
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
-    /// Open directories: the inode (kept while open, like files) and its listing.
-    dirs: Mutex<HashMap<u64, (u64, Arc<Vec<DirEntry>>)>>,
+    dirs: Mutex<HashMap<u64, OpenDir>>,
     next_handle: AtomicU64,
 }
 
@@ -265,7 +270,13 @@ impl Vfs {
         if self.sandbox.as_ref().is_none_or(|view| !view.owns(ino)) {
             self.store.pin_inode(self.agent, ino);
         }
-        lock(&self.dirs).insert(handle, (ino, Arc::new(entries)));
+        lock(&self.dirs).insert(
+            handle,
+            OpenDir {
+                ino,
+                entries: Arc::new(entries),
+            },
+        );
         Ok(handle)
     }
 
@@ -273,7 +284,7 @@ impl Vfs {
     pub fn dir_entries(&self, handle: u64) -> Result<Arc<Vec<DirEntry>>> {
         lock(&self.dirs)
             .get(&handle)
-            .map(|(_, entries)| entries.clone())
+            .map(|dir| dir.entries.clone())
             .ok_or_else(|| Error::InvalidArgument("unknown directory handle".into()))
     }
 
@@ -287,7 +298,7 @@ impl Vfs {
     pub fn releasedir(&self, handle: u64) -> Result<()> {
         let released = lock(&self.dirs).remove(&handle);
         match released {
-            Some((ino, _)) => self.mine(|| self.store.unpin_inode(self.agent, ino)),
+            Some(dir) => self.mine(|| self.store.unpin_inode(self.agent, dir.ino)),
             None => Ok(()),
         }
     }
