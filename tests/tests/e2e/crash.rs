@@ -54,6 +54,13 @@ fn random_size(rng: &mut Rng) -> usize {
     }) as usize
 }
 
+/// Whether some path in `existing` lies in the same directory as `path`.
+fn has_directory_of(existing: &[String], path: &str) -> bool {
+    let directory = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_owned());
+    let wanted = directory(path);
+    existing.iter().any(|p| directory(p) == wanted)
+}
+
 /// Writes until a request fails to get an answer (the server was killed).
 fn write_until_killed(client: Client, mut model: Model, mut rng: Rng) -> Result<Outcome, String> {
     let mut acknowledged = 0;
@@ -72,7 +79,9 @@ fn write_until_killed(client: Client, mut model: Model, mut rng: Rng) -> Result<
                 .query("path", &victim)
                 .try_send(Body::Empty);
             (op, result)
-        } else if roll < 20 && !existing.is_empty() {
+        } else if roll < 20 && !existing.is_empty() && has_directory_of(&existing, &path) {
+            // A move does not create the destination's directory: only move into one that
+            // holds a file the model knows, so it surely exists.
             let from = existing[rng.range(0, existing.len() as u64) as usize].clone();
             if from == path {
                 continue;
