@@ -547,38 +547,12 @@ impl Store {
         })
     }
 
-    /// Changes mode, size (truncate or extend with zeros) and times.
+    /// Changes mode, size (truncate or extend with zeros) and times of the entry at
+    /// `path` (the same as [`Store::set_attr_ino`] on the inode found there).
     pub fn set_attr(&self, agent: AgentId, path: &FsPath, changes: &SetAttr) -> Result<Attr> {
         path.check_writable()?;
-        let apply = |r: &mut InodeRow, now: i64| {
-            if let Some(mode) = changes.mode {
-                r.mode = mode & 0o7777;
-            }
-            if let Some(atime) = changes.atime_ns {
-                r.atime = atime;
-            }
-            if let Some(mtime) = changes.mtime_ns {
-                r.mtime = mtime;
-            }
-            r.ctime = now;
-        };
-        if let Some(size) = changes.size {
-            let current = self.stat(agent, path, &View::Live)?;
-            if current.kind == FileType::File && current.size != size {
-                return self.edit_file(agent, path, Edit::Resize { size }, |r| {
-                    let now = r.ctime;
-                    apply(r, now)
-                });
-            }
-            if current.kind == FileType::Directory {
-                return Err(Error::IsADirectory(path.to_string()));
-            }
-        }
-        self.change(agent, |tree| {
-            let row = tree.resolve(path)?;
-            let now = tree.tx.now;
-            Ok(tree.modify(row.ino, |r| apply(r, now))?.attr())
-        })
+        let ino = self.stat(agent, path, &View::Live)?.ino;
+        self.set_attr_ino(agent, ino, changes)
     }
 
     // ----- snapshots -----
