@@ -5,7 +5,7 @@
 mod encode;
 mod format;
 mod fs;
-mod http;
+pub(crate) mod http;
 mod print;
 mod progress;
 mod snapshot;

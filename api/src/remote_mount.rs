@@ -25,6 +25,7 @@ use anyhow::{Context, anyhow, bail};
 use fuser::{MountOption, SessionACL};
 
 use crate::cli::MountArgs;
+use crate::client::http;
 use crate::mount::Signals;
 use content::Content;
 use disk::DiskCache;
@@ -39,22 +40,13 @@ const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 /// File contents kept in memory.
 const MEMORY_CACHE_BYTES: u64 = 64 << 20;
 
-const MISSING_KEY: &str = "no API key: pass --key or set AGENTBOX_KEY \
-     (`agentbox serve` wrote the first key to <data-dir>/default.key)";
-
 /// Mounts the tree served at `url` and waits for a signal to unmount it.
 pub fn run(args: &MountArgs, url: &str) -> anyhow::Result<ExitCode> {
-    let key = match args.key.as_deref().map(str::trim) {
-        Some(key) if !key.is_empty() => key.to_owned(),
-        _ => bail!(MISSING_KEY),
-    };
-    if key.chars().any(|c| c.is_control() || c == ' ') {
-        bail!("the API key contains spaces or control characters; check --key or AGENTBOX_KEY");
-    }
+    let key = http::api_key(args.key.as_deref())?;
     if !args.mountpoint.is_dir() {
         bail!("{} is not a directory", args.mountpoint.display());
     }
-    let base = base_url(url)?;
+    let base = http::base_url(url)?;
     let remote = Remote::new(base.clone(), key, args.snapshot.clone());
     let usage = remote
         .usage()
@@ -197,24 +189,6 @@ fn snapshot_error(remote: &Remote, error: Error) -> anyhow::Error {
     }
 }
 
-/// The server URL without trailing slashes; `http://` is assumed when no scheme is given.
-/// Only plain http is spoken.
-fn base_url(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    if url.is_empty() {
-        bail!("the server URL is empty; pass --url or set AGENTBOX_URL");
-    }
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    if !url.to_ascii_lowercase().starts_with("http://") {
-        bail!("invalid server URL {url}: this client speaks plain http only");
-    }
-    Ok(url)
-}
-
 /// `--cache-dir`, else `$XDG_CACHE_HOME/agentbox`, else `~/.cache/agentbox`.
 fn cache_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
@@ -239,17 +213,6 @@ fn cache_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_urls_are_normalised() {
-        assert_eq!(base_url("http://h:8080/").unwrap(), "http://h:8080");
-        assert_eq!(
-            base_url(" 127.0.0.1:8080 ").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        assert!(base_url("https://box.example").is_err());
-        assert!(base_url("").is_err());
-    }
 
     #[test]
     fn the_cache_flag_wins() {

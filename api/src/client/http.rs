@@ -36,13 +36,7 @@ pub struct Client {
 impl Client {
     /// A client for the server and key on the command line (or in the environment).
     pub fn new(server: &ServerArgs) -> anyhow::Result<Self> {
-        let key = match server.key.as_deref().map(str::trim) {
-            Some(key) if !key.is_empty() => key.to_owned(),
-            _ => bail!(MISSING_KEY),
-        };
-        if key.chars().any(|c| c.is_control() || c == ' ') {
-            bail!("the API key contains spaces or control characters; check --key or AGENTBOX_KEY");
-        }
+        let key = api_key(server.key.as_deref())?;
         let base = base_url(&server.url)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
@@ -84,10 +78,7 @@ impl Client {
         match result {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
-                let status_text = response.status_text().to_owned();
-                // An unreadable error body still leaves the status to report.
-                let body = read_limited(response.into_reader(), 64 * 1024).unwrap_or_default();
-                Err(parse_error_body(status, &status_text, &body).into())
+                Err(error_response(status, response).into())
             }
             Err(ureq::Error::Transport(transport)) => Err(self.transport_error(&transport)),
         }
@@ -129,9 +120,22 @@ impl Client {
     }
 }
 
+/// The API key from `--key` or `AGENTBOX_KEY`, trimmed; an error that says where to find
+/// one when it is missing, or what is wrong with it.
+pub(crate) fn api_key(key: Option<&str>) -> anyhow::Result<String> {
+    let key = match key.map(str::trim) {
+        Some(key) if !key.is_empty() => key.to_owned(),
+        _ => bail!(MISSING_KEY),
+    };
+    if key.chars().any(|c| c.is_control() || c == ' ') {
+        bail!("the API key contains spaces or control characters; check --key or AGENTBOX_KEY");
+    }
+    Ok(key)
+}
+
 /// The most specific description of a transport failure: the underlying cause if there is
 /// one (`Connection refused (os error 111)`), else ureq's message, else its classification.
-fn transport_detail(transport: &ureq::Transport) -> String {
+pub(crate) fn transport_detail(transport: &ureq::Transport) -> String {
     if let Some(source) = transport.source() {
         return source.to_string();
     }
@@ -143,7 +147,7 @@ fn transport_detail(transport: &ureq::Transport) -> String {
 
 /// The server URL without trailing slashes; `http://` is assumed when no scheme is given.
 /// Only plain http is spoken: this build of the client has no TLS.
-pub fn base_url(url: &str) -> anyhow::Result<String> {
+pub(crate) fn base_url(url: &str) -> anyhow::Result<String> {
     let url = url.trim().trim_end_matches('/');
     if url.is_empty() {
         bail!("the server URL is empty; pass --url or set AGENTBOX_URL");
@@ -236,9 +240,17 @@ struct ErrorDetail {
     message: String,
 }
 
+/// An error response (`status`, with at most 64 KiB of its body read) as an [`ApiError`].
+pub(crate) fn error_response(status: u16, response: ureq::Response) -> ApiError {
+    let status_text = response.status_text().to_owned();
+    // An unreadable error body still leaves the status to report.
+    let body = read_limited(response.into_reader(), 64 * 1024).unwrap_or_default();
+    parse_error_body(status, &status_text, &body)
+}
+
 /// Turns an error response into an [`ApiError`]: the server's code and message when the body
 /// is an agentbox error, else the start of whatever the body was, else the status text.
-pub fn parse_error_body(status: u16, status_text: &str, body: &str) -> ApiError {
+pub(crate) fn parse_error_body(status: u16, status_text: &str, body: &str) -> ApiError {
     if let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(body) {
         let hint = (error.code == "unauthorized").then_some("check --key or AGENTBOX_KEY");
         return ApiError {

@@ -2,13 +2,13 @@
 //! and usage, all as one agent, all against one snapshot when the mount shows one. Errors
 //! keep what a caller must tell apart (missing, not a directory, unreachable, changed).
 
-use std::error::Error as _;
 use std::io::Read;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::meta::Entry;
+use crate::client::http::{self, ApiError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one read or write on the connection: a filesystem request waits this
@@ -48,6 +48,18 @@ fn api_message(status: u16, code: Option<&str>, message: &str) -> String {
         Some(code) if message.is_empty() => code.to_owned(),
         Some(code) => format!("{code}: {message}"),
         None => format!("HTTP {status}: {message}"),
+    }
+}
+
+impl From<ApiError> for Error {
+    /// The server's error as the client reads it, without the hint for people: the mount
+    /// says what to do where it reports the error.
+    fn from(error: ApiError) -> Error {
+        Error::Api {
+            status: error.status,
+            code: error.code,
+            message: error.message,
+        }
     }
 }
 
@@ -107,18 +119,6 @@ pub struct Storage {
     pub directories: u64,
     pub quota_bytes: Option<u64>,
     pub quota_files: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 /// One agent on one server, seen live or as of a snapshot.
@@ -187,20 +187,17 @@ impl Remote {
     fn call(&self, request: ureq::Request) -> Result<ureq::Response, Error> {
         match request.call() {
             Ok(response) => Ok(response),
-            Err(ureq::Error::Status(status, response)) => Err(api_error(status, response)),
+            Err(ureq::Error::Status(status, response)) => {
+                Err(http::error_response(status, response).into())
+            }
             Err(ureq::Error::Transport(transport)) => Err(self.transport(&transport)),
         }
     }
 
     fn transport(&self, transport: &ureq::Transport) -> Error {
-        let detail = match (transport.source(), transport.message()) {
-            (Some(source), _) => source.to_string(),
-            (None, Some(message)) => message.to_owned(),
-            (None, None) => transport.kind().to_string(),
-        };
         Error::Transport {
             base: self.base.clone(),
-            detail,
+            detail: http::transport_detail(transport),
         }
     }
 
@@ -239,40 +236,6 @@ impl Source for Remote {
     }
 }
 
-/// An error response as an [`Error`]: the server's code and message when the body is an
-/// agentbox error, else the start of whatever it was.
-fn api_error(status: u16, response: ureq::Response) -> Error {
-    let status_text = response.status_text().to_owned();
-    let mut body = Vec::new();
-    // An unreadable body still leaves the status to report.
-    let _ = response
-        .into_reader()
-        .take(64 * 1024)
-        .read_to_end(&mut body);
-    parse_error(status, &status_text, &String::from_utf8_lossy(&body))
-}
-
-fn parse_error(status: u16, status_text: &str, body: &str) -> Error {
-    if let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(body) {
-        return Error::Api {
-            status,
-            code: Some(error.code),
-            message: error.message,
-        };
-    }
-    let first_line = body.trim().lines().next().unwrap_or_default();
-    let message = if first_line.is_empty() {
-        status_text.to_owned()
-    } else {
-        first_line.chars().take(200).collect()
-    };
-    Error::Api {
-        status,
-        code: None,
-        message,
-    }
-}
-
 fn json<T: serde::de::DeserializeOwned>(response: ureq::Response) -> Result<T, Error> {
     let mut body = Vec::new();
     response
@@ -289,6 +252,10 @@ fn json<T: serde::de::DeserializeOwned>(response: ureq::Response) -> Result<T, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_error(status: u16, status_text: &str, body: &str) -> Error {
+        http::parse_error_body(status, status_text, body).into()
+    }
 
     #[test]
     fn server_errors_map_to_errno() {

@@ -88,14 +88,7 @@ pub async fn delete(
     agent: Agent,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = state
-        .blocking(move |store| {
-            let info = store.snapshot(agent.id, &id)?;
-            store.delete_snapshot(agent.id, &info.id)?;
-            Ok(info.id)
-        })
-        .await?;
-    Ok(Json(json!({"id": id, "deleted": true})))
+    act_on_snapshot(&state, agent.id, id, fsd::Store::delete_snapshot, "deleted").await
 }
 
 #[instrument(skip_all, fields(agent = %agent.name, snapshot = %id))]
@@ -104,14 +97,33 @@ pub async fn restore(
     agent: Agent,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    act_on_snapshot(
+        &state,
+        agent.id,
+        id,
+        fsd::Store::restore_snapshot,
+        "restored",
+    )
+    .await
+}
+
+/// Finds the agent's snapshot `id_or_name`, applies `action` to it by its id and answers
+/// `{"id": ID, done: true}`.
+async fn act_on_snapshot(
+    state: &AppState,
+    agent: fsd::AgentId,
+    id_or_name: String,
+    action: fn(&fsd::Store, fsd::AgentId, &str) -> fsd::Result<()>,
+    done: &str,
+) -> Result<Json<Value>, ApiError> {
     let id = state
         .blocking(move |store| {
-            let info = store.snapshot(agent.id, &id)?;
-            store.restore_snapshot(agent.id, &info.id)?;
+            let info = store.snapshot(agent, &id_or_name)?;
+            action(store, agent, &info.id)?;
             Ok(info.id)
         })
         .await?;
-    Ok(Json(json!({"id": id, "restored": true})))
+    Ok(Json(json!({"id": id, done: true})))
 }
 
 #[derive(Debug, Deserialize)]

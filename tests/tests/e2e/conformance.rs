@@ -8,43 +8,22 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{agentbox_bin, free_port};
+use crate::support::{
+    Mount, STOP_TIMEOUT, agentbox_bin, free_port, is_mounted, log_tail, require_fuse, signal,
+    wait_for_exit, workspace_root,
+};
 
-/// How long `agentbox serve` may take to start, and a mount to appear.
+/// How long `agentbox serve` may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the mount may take to unmount after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The signal number of SIGTERM.
 const SIGTERM: i32 = 15;
 /// How long pjdfstest may run (a run takes seconds).
 const PJDFSTEST_TIMEOUT_SECS: &str = "300";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the e2e crate lives inside the workspace")
-        .to_path_buf()
-}
-
-/// Whether `path` (canonical) is a mount point, according to `/proc/self/mountinfo`.
-fn is_mounted(path: &Path) -> bool {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    // The fifth field is the mount point, with space, tab, newline and backslash escaped
-    // as octal.
-    let wanted = path
-        .to_str()
-        .expect("a UTF-8 temporary path")
-        .replace('\\', "\\134")
-        .replace(' ', "\\040")
-        .replace('\t', "\\011")
-        .replace('\n', "\\012");
-    mountinfo
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
-}
+/// How much of a log to show in a message.
+const LOG_TAIL: usize = 4000;
 
 /// The effective user id of this process, from `/proc/self/status`.
 fn effective_uid() -> u32 {
@@ -85,43 +64,13 @@ fn require_system_components() {
         on_path("pjdfstest") || in_cargo_home,
         "pjdfstest is not installed: run scripts/setup.sh (it runs `cargo install --locked pjdfstest`)"
     );
-    assert!(
-        Path::new("/dev/fuse").exists() && on_path("fusermount3"),
-        "mounting needs /dev/fuse and fusermount3: run scripts/setup.sh (Debian package fuse3)"
-    );
+    require_fuse();
     if effective_uid() == 0 {
         assert!(
             user_exists("nobody") && user_exists("tests"),
             "pjdfstest switches to the users nobody and tests: run scripts/setup.sh to create them"
         );
     }
-}
-
-/// Sends SIGTERM to a process (with the shell's `kill`, which every Debian system has).
-fn terminate(child: &Child) {
-    let _ = Command::new("sh")
-        .args(["-c", "kill -TERM \"$1\"", "sh", &child.id().to_string()])
-        .status();
-}
-
-/// Waits up to `timeout` for a process to exit.
-fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("poll a child process") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn log_tail(log: &Path) -> String {
-    let bytes = fs::read(log).unwrap_or_default();
-    let start = bytes.len().saturating_sub(4000);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 /// Makes a data directory with the `default` agent: starts `agentbox serve` on it until
@@ -169,27 +118,27 @@ fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
                     "agentbox serve did not write {} and answer {healthz} within \
                      {READY_TIMEOUT:?}:\n{}",
                     key_file.display(),
-                    log_tail(log)
+                    log_tail(log, LOG_TAIL)
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         match exited {
-            Some(_) if log_tail(log).contains("in use") => continue,
+            Some(_) if log_tail(log, LOG_TAIL).contains("in use") => continue,
             Some(status) => panic!(
                 "agentbox serve exited with {status} before writing {}:\n{}",
                 key_file.display(),
-                log_tail(log)
+                log_tail(log, LOG_TAIL)
             ),
             None => {}
         }
-        terminate(&server);
+        signal(&server, "TERM");
         let status = wait_for_exit(&mut server, STOP_TIMEOUT).unwrap_or_else(|| {
             let _ = server.kill();
             let _ = server.wait();
             panic!(
                 "agentbox serve did not stop within {STOP_TIMEOUT:?} of SIGTERM:\n{}",
-                log_tail(log)
+                log_tail(log, LOG_TAIL)
             )
         });
         // Ended by SIGTERM itself if the signal came before the server's handler was in
@@ -197,106 +146,23 @@ fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
         assert!(
             status.success() || status.signal() == Some(SIGTERM),
             "agentbox serve exited with {status} on SIGTERM:\n{}",
-            log_tail(log)
+            log_tail(log, LOG_TAIL)
         );
         return;
     }
     panic!("agentbox serve could not find a free port in three tries");
 }
 
-/// A running `agentbox mount`. Dropping it unmounts: SIGTERM to the process, then
-/// `fusermount3 -u` and `umount -l` if the mount is still there.
-struct MountProcess {
-    child: Option<Child>,
-    mountpoint: PathBuf,
-    log: PathBuf,
-}
-
-impl MountProcess {
-    /// Starts `agentbox mount MOUNTPOINT --data-dir DATA_DIR` and waits for the mount.
-    fn start(data_dir: &Path, mountpoint: &Path, log: &Path) -> MountProcess {
-        let log_file = fs::File::create(log).expect("create the mount log");
-        let child = Command::new(agentbox_bin())
-            .arg("mount")
-            .arg(mountpoint)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("AGENTBOX_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log file"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", agentbox_bin().display()));
-        let mut mount = MountProcess {
-            child: Some(child),
-            mountpoint: mountpoint.to_path_buf(),
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !is_mounted(mountpoint) {
-            let child = mount.child.as_mut().expect("a mount process");
-            if let Some(status) = child.try_wait().expect("poll the mount process") {
-                mount.child = None;
-                panic!(
-                    "agentbox mount exited with {status} before mounting:\n{}",
-                    mount.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} was not mounted within {READY_TIMEOUT:?}:\n{}",
-                mountpoint.display(),
-                mount.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        mount
-    }
-
-    fn log_tail(&self) -> String {
-        log_tail(&self.log)
-    }
-
-    /// Whether the mount process is still running.
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| child.try_wait().expect("poll the mount process").is_none())
-    }
-
-    /// Unmounts: SIGTERM (the clean way), SIGKILL if that does not end the process in
-    /// time, then `fusermount3 -u` and `umount -l` while the mount is still there.
-    /// Returns how the process exited, `None` if it had to be killed.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        let mut exit = None;
-        if let Some(mut child) = self.child.take() {
-            terminate(&child);
-            exit = wait_for_exit(&mut child, STOP_TIMEOUT);
-            if exit.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if is_mounted(&self.mountpoint) {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.mountpoint)
-                .status();
-        }
-        if is_mounted(&self.mountpoint) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
-        exit
-    }
-}
-
-impl Drop for MountProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// `agentbox mount MOUNTPOINT --data-dir DATA_DIR`, with nothing from the environment.
+fn mount_command(data_dir: &Path, mountpoint: &Path) -> Command {
+    let mut command = Command::new(agentbox_bin());
+    command
+        .arg("mount")
+        .arg(mountpoint)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("AGENTBOX_DATA_DIR");
+    command
 }
 
 /// Runs `scripts/pjdfstest.sh` on `dir`, with `secondary` for the EXDEV tests and the
@@ -344,7 +210,11 @@ fn pjdfstest_passes_on_an_agent_mount() {
     }
 
     bootstrap_data_dir(&data_dir, &base.join("serve.log"));
-    let mut mount = MountProcess::start(&data_dir, &mountpoint, &base.join("mount.log"));
+    let mut mount = Mount::start(
+        mount_command(&data_dir, &mountpoint),
+        &mountpoint,
+        &base.join("mount.log"),
+    );
 
     let output = run_pjdfstest(&mountpoint, &secondary);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -9,80 +9,23 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::support::{Client, Rng, Server, agentbox_bin, free_port, parse_rfc3339_utc};
+use crate::support::{
+    Client, MOUNT_TIMEOUT, Mount, Rng, Server, agentbox_bin, force_unmount, free_port, is_mounted,
+    parse_rfc3339_utc, require_fuse, wait_for_exit,
+};
 
-/// How long a mount may take to appear, and a refused mount to exit.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a mount may take to unmount and exit after a signal.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How soon a change made through the API must be visible through the mount. The mount
 /// trusts attributes for one second and lets the kernel cache them for one more, so two
 /// seconds is the design bound; the rest is slack for a loaded machine.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(4);
 /// Block size of the mount's content cache: the large file spans several blocks.
 const BLOCK: usize = 4 << 20;
-
-fn require_fuse() {
-    let fusermount = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("fusermount3").is_file())
-    });
-    assert!(
-        Path::new("/dev/fuse").exists() && fusermount,
-        "mounting needs /dev/fuse and fusermount3: run scripts/setup.sh (Debian package fuse3)"
-    );
-}
-
-/// Whether `path` is a mount point, according to `/proc/self/mountinfo`.
-fn is_mounted(path: &Path) -> bool {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    // The fifth field is the mount point, with space, tab, newline and backslash escaped.
-    let wanted = path
-        .to_str()
-        .expect("a UTF-8 temporary path")
-        .replace('\\', "\\134")
-        .replace(' ', "\\040")
-        .replace('\t', "\\011")
-        .replace('\n', "\\012");
-    mountinfo
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {} failed", child.id());
-}
-
-fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("poll a child process") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Unmounts `mountpoint` by force if it is still mounted.
-fn force_unmount(mountpoint: &Path) {
-    for (program, flag) in [("fusermount3", "-u"), ("umount", "-l")] {
-        if is_mounted(mountpoint) {
-            let _ = Command::new(program).arg(flag).arg(mountpoint).status();
-        }
-    }
-}
 
 /// `agentbox mount MOUNTPOINT --url URL [--key KEY] --cache-dir CACHE ...`, with nothing
 /// from the environment.
@@ -111,93 +54,20 @@ fn mount_command(
     command
 }
 
-/// A running `agentbox mount --url`. Dropping it unmounts: SIGTERM, then SIGKILL, then
-/// `fusermount3 -u` and `umount -l` while the mount is still there.
-struct RemoteMount {
-    child: Option<Child>,
-    mountpoint: PathBuf,
-    log: PathBuf,
-}
-
-impl RemoteMount {
-    fn start(mut command: Command, mountpoint: &Path, log: &Path) -> RemoteMount {
-        let log_file = fs::File::create(log).expect("create the mount log");
-        let child = command
-            .stdout(log_file.try_clone().expect("clone the log file"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", agentbox_bin().display()));
-        let mut mount = RemoteMount {
-            child: Some(child),
-            mountpoint: mountpoint.to_path_buf(),
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !is_mounted(mountpoint) {
-            let child = mount.child.as_mut().expect("a mount process");
-            if let Some(status) = child.try_wait().expect("poll the mount process") {
-                mount.child = None;
-                panic!(
-                    "agentbox mount exited with {status} before mounting:\n{}",
-                    mount.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} was not mounted within {READY_TIMEOUT:?}:\n{}",
-                mountpoint.display(),
-                mount.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        mount
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    fn path(&self, remote: &str) -> PathBuf {
-        self.mountpoint.join(remote.trim_start_matches('/'))
-    }
-
-    /// Sends `signal_name` and requires a clean exit with the mount gone.
-    fn stop_with(mut self, signal_name: &str) {
-        let mut child = self.child.take().expect("a mount process");
-        signal(&child, signal_name);
-        let status = wait_for_exit(&mut child, STOP_TIMEOUT);
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let log = self.log();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "agentbox mount did not exit cleanly on SIG{signal_name} ({status:?}):\n{log}"
-        );
-        assert!(
-            !is_mounted(&self.mountpoint),
-            "{} is still mounted after SIG{signal_name}:\n{log}",
-            self.mountpoint.display()
-        );
-        assert!(log.contains("unmounted"), "{log}");
-    }
-}
-
-impl Drop for RemoteMount {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "TERM");
-            if wait_for_exit(&mut child, STOP_TIMEOUT).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        force_unmount(&self.mountpoint);
-        if std::thread::panicking() {
-            eprintln!("--- agentbox mount log ---\n{}", self.log());
-        }
-    }
+/// Stops a mount with `SIG{signal_name}` and requires a clean exit with the mount gone.
+fn stop_cleanly(mut mount: Mount, signal_name: &str) {
+    let status = mount.signal_and_wait(signal_name);
+    let log = mount.log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agentbox mount did not exit cleanly on SIG{signal_name} ({status:?}):\n{log}"
+    );
+    assert!(
+        !is_mounted(mount.mountpoint()),
+        "{} is still mounted after SIG{signal_name}:\n{log}",
+        mount.mountpoint().display()
+    );
+    assert!(log.contains("unmounted"), "{log}");
 }
 
 /// What `std::fs` shows of one entry under the mount.
@@ -274,9 +144,9 @@ fn expected(client: &Client, snapshot: Option<&str>) -> BTreeMap<String, Seen> {
 }
 
 /// Requires the mount to show exactly the tree and the file contents the API serves.
-fn assert_same_tree(mount: &RemoteMount, client: &Client, snapshot: Option<&str>) {
+fn assert_same_tree(mount: &Mount, client: &Client, snapshot: Option<&str>) {
     let want = expected(client, snapshot);
-    let seen = walk(&mount.mountpoint);
+    let seen = walk(mount.mountpoint());
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),
@@ -302,7 +172,7 @@ fn assert_same_tree(mount: &RemoteMount, client: &Client, snapshot: Option<&str>
 }
 
 /// Requires every kind of change under the mount to fail with EROFS.
-fn assert_read_only(mount: &RemoteMount, existing_file: &str, existing_dir: &str) {
+fn assert_read_only(mount: &Mount, existing_file: &str, existing_dir: &str) {
     let file = mount.path(existing_file);
     let dir = mount.path(existing_dir);
     let new = mount.path("/created-through-the-mount");
@@ -383,7 +253,7 @@ fn a_mount_from_a_server_shows_the_tree_read_only_and_follows_changes() {
     fs::create_dir(&live_dir).expect("create a mount point");
     fs::create_dir(&snap_dir).expect("create a mount point");
     let cache = work.path().join("cache");
-    let live = RemoteMount::start(
+    let live = Mount::start(
         mount_command(&server.url, Some(&server.key), &live_dir, &cache, &[]),
         &live_dir,
         &work.path().join("live.log"),
@@ -461,7 +331,7 @@ fn a_mount_from_a_server_shows_the_tree_read_only_and_follows_changes() {
     assert_same_tree(&live, &client, None);
 
     // A snapshot shows the tree as it was, read-only too.
-    let snapshot = RemoteMount::start(
+    let snapshot = Mount::start(
         mount_command(
             &server.url,
             Some(&server.key),
@@ -484,8 +354,8 @@ fn a_mount_from_a_server_shows_the_tree_read_only_and_follows_changes() {
     assert_same_tree(&snapshot, &client, Some("before"));
     assert_read_only(&snapshot, "/hello.txt", "/a/b/c");
 
-    live.stop_with("INT");
-    snapshot.stop_with("TERM");
+    stop_cleanly(live, "INT");
+    stop_cleanly(snapshot, "TERM");
 }
 
 /// Names of the files under `dir`, at any depth.
@@ -514,7 +384,7 @@ fn refused(mut command: Command, mountpoint: &Path) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", agentbox_bin().display()));
-    let status = wait_for_exit(&mut child, READY_TIMEOUT);
+    let status = wait_for_exit(&mut child, MOUNT_TIMEOUT);
     if status.is_none() {
         let _ = child.kill();
     }
@@ -589,7 +459,7 @@ fn a_mount_from_a_server_refuses_a_bad_key_url_or_snapshot() {
         .env("AGENTBOX_KEY", &server.key)
         .env_remove("AGENTBOX_DATA_DIR")
         .stdin(Stdio::null());
-    let mount = RemoteMount::start(from_env, &mountpoint, &work.path().join("env.log"));
+    let mount = Mount::start(from_env, &mountpoint, &work.path().join("env.log"));
     assert!(fs::read_dir(&mountpoint).is_ok());
-    mount.stop_with("TERM");
+    stop_cleanly(mount, "TERM");
 }

@@ -1,14 +1,15 @@
 //! Shared machinery for the end-to-end tests: the `agentbox` binary (built once per test
 //! process), a real server on a loopback port with its own data directory, an HTTP client
-//! bound to one agent's key, and helpers that capture an agent's whole tree so a test can
-//! assert that a request changed nothing.
+//! bound to one agent's key, helpers that capture an agent's whole tree so a test can
+//! assert that a request changed nothing, and a running `agentbox mount` that unmounts
+//! when dropped.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,10 @@ use serde_json::{Value, json};
 
 /// How long a server may take to start answering `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a mount may take to appear (and a refused mount to exit).
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a process may take to exit after a signal before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The `agentbox` binary, built with `cargo build -p api --bin agentbox` once per test
 /// process. `AGENTBOX_BIN` names a prebuilt binary instead.
@@ -28,7 +33,8 @@ pub fn agentbox_bin() -> &'static Path {
     })
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's top directory.
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the e2e crate lives inside the workspace")
@@ -241,9 +247,7 @@ impl Server {
 
     /// The end of the current server's log (stdout and stderr).
     pub fn log_tail(&self) -> String {
-        let log = fs::read(&self.log).unwrap_or_default();
-        let start = log.len().saturating_sub(6000);
-        String::from_utf8_lossy(&log[start..]).into_owned()
+        log_tail(&self.log, 6000)
     }
 
     /// Kills the server with SIGKILL and waits for it to be gone.
@@ -814,4 +818,188 @@ pub fn now_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970")
         .as_secs() as i64
+}
+
+/// Fails with what to install unless `/dev/fuse` and `fusermount3` are there.
+pub fn require_fuse() {
+    let fusermount = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("fusermount3").is_file())
+    });
+    assert!(
+        Path::new("/dev/fuse").exists() && fusermount,
+        "mounting needs /dev/fuse and fusermount3: run scripts/setup.sh (Debian package fuse3)"
+    );
+}
+
+/// Whether `path` is a mount point, according to `/proc/self/mountinfo`. The path is
+/// compared as given: canonicalize it first if it may go through a symlink.
+pub fn is_mounted(path: &Path) -> bool {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    // The fifth field is the mount point, with space, tab, newline and backslash escaped
+    // as octal.
+    let wanted = path
+        .to_str()
+        .expect("a UTF-8 temporary path")
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
+    mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+/// Unmounts `mountpoint` by force while it is still mounted: `fusermount3 -u`, then
+/// `umount -l`.
+pub fn force_unmount(mountpoint: &Path) {
+    for (program, flag) in [("fusermount3", "-u"), ("umount", "-l")] {
+        if is_mounted(mountpoint) {
+            let _ = Command::new(program).arg(flag).arg(mountpoint).status();
+        }
+    }
+}
+
+/// Sends `SIG{name}` (`TERM`, `INT`, ...) to a process with the shell's `kill`, which
+/// every system has; returns whether `kill` succeeded.
+pub fn signal(child: &Child, name: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            "kill -s \"$1\" \"$2\"",
+            "sh",
+            name,
+            &child.id().to_string(),
+        ])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Waits up to `timeout` for a process to exit.
+pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll a child process") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last `max` bytes of a log file, as text; empty if it cannot be read.
+pub fn log_tail(log: &Path, max: usize) -> String {
+    let bytes = fs::read(log).unwrap_or_default();
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// A running `agentbox mount`. Dropping it unmounts: SIGTERM to the process, SIGKILL if
+/// that does not end it in time, then `fusermount3 -u` and `umount -l` while the mount is
+/// still there; after a panic it prints the end of the mount's log.
+pub struct Mount {
+    child: Option<Child>,
+    mountpoint: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    /// Starts `command` (an `agentbox mount` of `mountpoint`) with its output going to
+    /// `log`, and waits up to [`MOUNT_TIMEOUT`] for the mount to appear.
+    pub fn start(mut command: Command, mountpoint: &Path, log: &Path) -> Mount {
+        let log_file = fs::File::create(log).expect("create the mount log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone the log file"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", agentbox_bin().display()));
+        let mut mount = Mount {
+            child: Some(child),
+            mountpoint: mountpoint.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
+        while !is_mounted(mountpoint) {
+            let child = mount.child.as_mut().expect("a mount process");
+            if let Some(status) = child.try_wait().expect("poll the mount process") {
+                mount.child = None;
+                panic!(
+                    "agentbox mount exited with {status} before mounting:\n{}",
+                    mount.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} was not mounted within {MOUNT_TIMEOUT:?}:\n{}",
+                mountpoint.display(),
+                mount.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mount
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Where `remote`, a path in the agent's tree, is under the mount.
+    pub fn path(&self, remote: &str) -> PathBuf {
+        self.mountpoint.join(remote.trim_start_matches('/'))
+    }
+
+    /// The whole log of the mount process (stdout and stderr).
+    pub fn log(&self) -> String {
+        log_tail(&self.log, usize::MAX)
+    }
+
+    /// The end of the log of the mount process.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log, 4000)
+    }
+
+    /// Whether the mount process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().expect("poll the mount process").is_none())
+    }
+
+    /// Sends `SIG{name}` to the mount process and waits up to [`STOP_TIMEOUT`] for it to
+    /// exit, killing it with SIGKILL if it does not. Returns how it exited: `None` if it had
+    /// to be killed, or was not running. The mount point is left as the process left it.
+    pub fn signal_and_wait(&mut self, name: &str) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(&child, name);
+        let exit = wait_for_exit(&mut child, STOP_TIMEOUT);
+        if exit.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        exit
+    }
+
+    /// Unmounts: SIGTERM (the clean way), SIGKILL if that does not end the process in
+    /// time, then `fusermount3 -u` and `umount -l` while the mount is still there.
+    /// Returns how the process exited, `None` if it had to be killed.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let exit = self.signal_and_wait("TERM");
+        force_unmount(&self.mountpoint);
+        exit
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agentbox mount log ({}) ---\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
 }
