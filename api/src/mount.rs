@@ -16,6 +16,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::cli::MountArgs;
 
 pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
+    clear_dead_mount(&args.mountpoint)?;
     if let Some(url) = &args.url {
         return crate::remote_mount::run(&args, url);
     }
@@ -125,4 +126,33 @@ impl Signals {
             }
         })
     }
+}
+
+/// A mount whose process was killed leaves the mount point answering "transport endpoint
+/// is not connected"; detach it (`fusermount3 -u -z`, which needs no root for the user who
+/// mounted it) so the new mount can take its place.
+fn clear_dead_mount(mountpoint: &std::path::Path) -> anyhow::Result<()> {
+    let dead = matches!(
+        std::fs::metadata(mountpoint),
+        Err(error) if error.raw_os_error() == Some(libc::ENOTCONN)
+    );
+    if dead {
+        eprintln!(
+            "{} is a dead mount left by a killed process; detaching it",
+            mountpoint.display()
+        );
+        let status = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status()
+            .context("running fusermount3")?;
+        if !status.success() {
+            bail!(
+                "could not detach the dead mount at {}",
+                mountpoint.display()
+            );
+        }
+    }
+    Ok(())
 }
