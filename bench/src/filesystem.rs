@@ -66,6 +66,9 @@ pub struct Options {
     /// to quote.
     #[arg(long)]
     quick: bool,
+    /// Rounds of the sequential and small-file workloads [default: 3, or 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: Option<u16>,
     /// Keep the temporary directory (the logs, the unmounted volumes) instead of removing it.
     #[arg(long)]
     keep: bool,
@@ -131,11 +134,15 @@ pub fn run(options: Options) -> Result<()> {
 
 fn measure_and_report(options: &Options) -> Result<()> {
     let started = Instant::now();
-    let plan = if options.quick {
+    let mut plan = if options.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(rounds) = options.rounds {
+        plan.seq_rounds = usize::from(rounds);
+        plan.file_rounds = usize::from(rounds);
+    }
     let fio_version = fio::version(&options.fio)?;
     let work = tempfile::Builder::new()
         .prefix("agentbox-fs-bench-")

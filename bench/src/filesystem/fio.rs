@@ -7,6 +7,7 @@
 //! in its time, so every column's figure is for data on disk.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +21,7 @@ use super::interrupt;
 /// How long a size-based job may take before it is killed: 512 MiB at under 1 MiB/s.
 const SIZED_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a time-based job may overrun its run time (its final fsync included).
-const TIMED_SLACK: Duration = Duration::from_secs(300);
+const TIMED_SLACK: Duration = Duration::from_secs(120);
 
 /// The access pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,26 @@ pub struct Outcome {
     pub iops: f64,
 }
 
+/// A job that overran its time limit and was killed.
+#[derive(Debug)]
+pub struct TimedOut {
+    pub job: String,
+    pub limit: Duration,
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} had not finished after {} s and was killed",
+            self.job,
+            self.limit.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 impl Outcome {
     pub fn mib_per_second(&self) -> f64 {
         self.bytes_per_second / (1024.0 * 1024.0)
@@ -100,6 +121,19 @@ impl Job {
         args
     }
 
+    /// `fio --rw=randwrite (10 s) on PATH`, for messages.
+    fn describe(&self) -> String {
+        let seconds = self
+            .seconds
+            .map(|s| format!(" ({s} s)"))
+            .unwrap_or_default();
+        format!(
+            "fio --rw={}{seconds} on {}",
+            self.pattern.name(),
+            self.file.display()
+        )
+    }
+
     fn timeout(&self) -> Duration {
         match self.seconds {
             Some(seconds) => Duration::from_secs(seconds) + TIMED_SLACK,
@@ -130,38 +164,25 @@ impl Job {
                 child.kill()?;
                 child.wait()?;
                 interrupt::check()?;
-                bail!(
-                    "fio --rw={} on {} did not finish within {:?} and was killed",
-                    self.pattern.name(),
-                    self.file.display(),
-                    self.timeout()
-                );
+                return Err(TimedOut {
+                    job: self.describe(),
+                    limit: self.timeout(),
+                }
+                .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let stderr = std::fs::read_to_string(&messages).unwrap_or_default();
         if !status.success() {
-            bail!(
-                "fio --rw={} on {} failed ({status}): {}",
-                self.pattern.name(),
-                self.file.display(),
-                stderr.trim()
-            );
+            bail!("{} failed ({status}): {}", self.describe(), stderr.trim());
         }
         let json = std::fs::read_to_string(&report)
             .with_context(|| format!("reading fio's report {}", report.display()))?;
-        let outcome = parse(&json, self.pattern).with_context(|| {
-            format!(
-                "fio --rw={} on {}",
-                self.pattern.name(),
-                self.file.display()
-            )
-        })?;
+        let outcome = parse(&json, self.pattern).with_context(|| self.describe())?;
         if self.seconds.is_none() && outcome.bytes != self.size {
             bail!(
-                "fio --rw={} on {} moved {} bytes, not {}",
-                self.pattern.name(),
-                self.file.display(),
+                "{} moved {} bytes, not {}",
+                self.describe(),
                 outcome.bytes,
                 self.size
             );

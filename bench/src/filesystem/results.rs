@@ -31,11 +31,19 @@ impl Metric {
     }
 }
 
+/// Why a step has no figure.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What the table shows instead of the figure: `failed`, `timed out`.
+    pub cell: &'static str,
+    pub message: String,
+}
+
 /// Samples and errors of one run.
 #[derive(Debug, Default)]
 pub struct Results {
     samples: BTreeMap<(Metric, usize), Vec<f64>>,
-    errors: BTreeMap<(Metric, usize), String>,
+    failures: BTreeMap<(Metric, usize), Failure>,
 }
 
 impl Results {
@@ -46,12 +54,12 @@ impl Results {
             .push(value);
     }
 
-    /// Records that a step measuring `metrics` failed on `column`; the first error stays.
-    pub fn fail(&mut self, metrics: &[Metric], column: usize, error: String) {
+    /// Records that a step measuring `metrics` failed on `column`; the first failure stays.
+    pub fn fail(&mut self, metrics: &[Metric], column: usize, failure: Failure) {
         for &metric in metrics {
-            self.errors
+            self.failures
                 .entry((metric, column))
-                .or_insert_with(|| error.clone());
+                .or_insert_with(|| failure.clone());
         }
     }
 
@@ -66,20 +74,34 @@ impl Results {
             .map(|samples| stats::median(samples))
     }
 
+    /// The smallest and largest sample, when there are at least two.
+    pub fn spread(&self, metric: Metric, column: usize) -> Option<(f64, f64)> {
+        let samples = self.samples.get(&(metric, column))?;
+        if samples.len() < 2 {
+            return None;
+        }
+        let summary = stats::Summary::of(samples);
+        Some((summary.min, summary.max))
+    }
+
+    pub fn failure(&self, metric: Metric, column: usize) -> Option<&Failure> {
+        self.failures.get(&(metric, column))
+    }
+
     pub fn failed(&self, metric: Metric, column: usize) -> bool {
-        self.errors.contains_key(&(metric, column))
+        self.failures.contains_key(&(metric, column))
     }
 
     pub fn any_error(&self, column: usize) -> bool {
-        self.errors.keys().any(|&(_, c)| c == column)
+        self.failures.keys().any(|&(_, c)| c == column)
     }
 
-    /// Each distinct error of a column once, in metric order.
+    /// Each distinct error message of a column once, in metric order.
     pub fn errors_of(&self, column: usize) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
-        for ((_, c), error) in &self.errors {
-            if *c == column && !seen.contains(&error.as_str()) {
-                seen.push(error);
+        for ((_, c), failure) in &self.failures {
+            if *c == column && !seen.contains(&failure.message.as_str()) {
+                seen.push(&failure.message);
             }
         }
         seen
@@ -99,9 +121,16 @@ mod tests {
         assert_eq!(results.median(Metric::Create, 0), Some(2.0));
         assert_eq!(results.median(Metric::Create, 1), None);
 
+        assert_eq!(results.spread(Metric::Create, 0), Some((1.0, 3.0)));
+
+        let failure = |message: &str| Failure {
+            cell: "failed",
+            message: message.to_string(),
+        };
         results.push(Metric::SeqRead, 1, 5.0);
-        results.fail(&[Metric::SeqWrite, Metric::SeqRead], 1, "boom".into());
-        results.fail(&[Metric::SeqRead], 1, "later".into());
+        assert_eq!(results.spread(Metric::SeqRead, 1), None);
+        results.fail(&[Metric::SeqWrite, Metric::SeqRead], 1, failure("boom"));
+        results.fail(&[Metric::SeqRead], 1, failure("later"));
         assert_eq!(results.median(Metric::SeqRead, 1), None);
         assert!(results.any_error(1) && !results.any_error(0));
         assert_eq!(results.errors_of(1), vec!["boom"]);

@@ -16,6 +16,9 @@ enum Target {
     OfExt4(f64),
 }
 
+/// Rounds whose largest figure is more than this many times their smallest are pointed out.
+const NOISY: f64 = 2.0;
+
 const TARGETS: [(&str, Metric, Target); 4] = [
     (
         "create+write 2.7 KB files",
@@ -112,12 +115,36 @@ fn side_by_side(
     headers.extend(columns.iter().map(|c| c.name));
     headers.extend(["agentbox/ext4", "agentbox/JuiceFS"]);
     let mut table = Table::new(title, &headers);
+    let mut noisy = Vec::new();
     for &(label, metric) in rows {
         let mut cells = vec![label.to_string()];
         cells.extend((0..columns.len()).map(|c| cell(columns, results, metric, c)));
         cells.push(speed_ratio(results, metric, AGENTBOX, EXT4));
         cells.push(speed_ratio(results, metric, AGENTBOX, JUICEFS));
         table.row(cells);
+        for (c, column) in columns.iter().enumerate() {
+            if let Some((min, max)) = results.spread(metric, c)
+                && max > NOISY * min
+            {
+                let (min, max) = if metric.is_time() {
+                    (min * 1000.0, max * 1000.0)
+                } else {
+                    (min, max)
+                };
+                noisy.push(format!(
+                    "{} {label} {} - {}",
+                    column.name,
+                    report::number(min),
+                    report::number(max)
+                ));
+            }
+        }
+    }
+    if !noisy.is_empty() {
+        table.note(format!(
+            "rounds differed by more than {NOISY}x (a noisy disk or a busy machine): {}",
+            noisy.join("; ")
+        ));
     }
     table
 }
@@ -126,8 +153,8 @@ fn cell(columns: &[Column], results: &Results, metric: Metric, column: usize) ->
     if columns[column].root.is_none() {
         return "n/a".to_string();
     }
-    if results.failed(metric, column) {
-        return "failed".to_string();
+    if let Some(failure) = results.failure(metric, column) {
+        return failure.cell.to_string();
     }
     match results.median(metric, column) {
         Some(seconds) if metric.is_time() => report::number(seconds * 1000.0),

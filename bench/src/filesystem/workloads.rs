@@ -9,13 +9,16 @@ use anyhow::Result;
 
 use super::cache::Settler;
 use super::column::Column;
-use super::fio::{Job, Pattern};
-use super::results::{Metric, Results};
+use super::fio::{self, Job, Pattern};
+use super::results::{Failure, Metric, Results};
 use super::{Plan, files, interrupt};
 use crate::random::RandomBytes;
 use crate::report;
 
 const MIB: u64 = 1024 * 1024;
+/// The files of the fio workloads, in each column's directory.
+const SEQ_FILE: &str = "seq.dat";
+const RAND_FILE: &str = "rand.dat";
 
 /// Everything a workload needs besides the columns and where its figures go.
 struct Run<'a> {
@@ -45,33 +48,40 @@ pub fn run_all(
     for round in 0..plan.seq_rounds {
         for c in order(round, columns.len()) {
             let label = format!("sequential {}/{}", round + 1, plan.seq_rounds);
-            attempt(
-                results,
-                &[Metric::SeqWrite, Metric::SeqRead],
-                &mut columns[c],
-                c,
-                &label,
-                |root, results| sequential(&run, root, c, results),
-            )?;
-        }
-    }
-    for round in 0..plan.rand_rounds {
-        for c in order(round, columns.len()) {
-            let label = format!("random {}/{}", round + 1, plan.rand_rounds);
-            let metrics = [
-                Metric::RandReadIops,
-                Metric::RandReadMib,
-                Metric::RandWriteIops,
-                Metric::RandWriteMib,
-            ];
+            let metrics = [Metric::SeqWrite, Metric::SeqRead];
             attempt(
                 results,
                 &metrics,
                 &mut columns[c],
                 c,
                 &label,
-                |root, results| random(&run, root, c, results),
+                |root, results| sequential(&run, root, c, results),
             )?;
+            remove_quietly(&columns[c], SEQ_FILE);
+        }
+    }
+    for round in 0..plan.rand_rounds {
+        for c in order(round, columns.len()) {
+            let label = format!("random {}/{}", round + 1, plan.rand_rounds);
+            let metrics = [Metric::RandReadIops, Metric::RandReadMib];
+            attempt(
+                results,
+                &metrics,
+                &mut columns[c],
+                c,
+                &label,
+                |root, results| random_read(&run, root, c, results),
+            )?;
+            let metrics = [Metric::RandWriteIops, Metric::RandWriteMib];
+            attempt(
+                results,
+                &metrics,
+                &mut columns[c],
+                c,
+                &label,
+                |root, results| random_write(&run, root, c, results),
+            )?;
+            remove_quietly(&columns[c], RAND_FILE);
         }
     }
     for round in 0..plan.file_rounds {
@@ -126,16 +136,28 @@ fn attempt(
         Ok(summary) => eprintln!("{label}: {}: {summary}", column.name),
         Err(error) => {
             interrupt::check()?;
+            let cell = if error.downcast_ref::<fio::TimedOut>().is_some() {
+                "timed out"
+            } else {
+                "failed"
+            };
             let message = format!("{label}: {error:#}");
             eprintln!("{}: FAILED: {message}", column.name);
-            results.fail(metrics, index, message);
+            results.fail(metrics, index, Failure { cell, message });
         }
     }
     Ok(())
 }
 
+/// Removes a workload's file if a failed step left it behind.
+fn remove_quietly(column: &Column, name: &str) {
+    if let Some(root) = &column.root {
+        let _ = std::fs::remove_file(root.join(name));
+    }
+}
+
 fn sequential(run: &Run, root: &Path, c: usize, results: &mut Results) -> Result<String> {
-    let file = root.join("seq.dat");
+    let file = root.join(SEQ_FILE);
     let job = |pattern| Job {
         pattern,
         file: file.clone(),
@@ -157,37 +179,48 @@ fn sequential(run: &Run, root: &Path, c: usize, results: &mut Results) -> Result
     ))
 }
 
-fn random(run: &Run, root: &Path, c: usize, results: &mut Results) -> Result<String> {
-    let file = root.join("rand.dat");
-    let layout = Job {
+/// The sequential write that lays out the random workloads' file.
+fn layout(run: &Run, root: &Path) -> Job {
+    Job {
         pattern: Pattern::Write,
-        file: file.clone(),
+        file: root.join(RAND_FILE),
         block_size: MIB,
         size: run.plan.rand_size,
         seconds: None,
-    };
-    let job = |pattern| Job {
+    }
+}
+
+fn random_job(run: &Run, root: &Path, pattern: Pattern) -> Job {
+    Job {
         pattern,
         block_size: 4096,
         seconds: Some(run.plan.rand_seconds),
-        ..layout.clone()
-    };
+        ..layout(run, root)
+    }
+}
+
+fn random_read(run: &Run, root: &Path, c: usize, results: &mut Results) -> Result<String> {
     run.settler.settle()?;
-    layout.run(run.fio, run.scratch)?;
+    layout(run, root).run(run.fio, run.scratch)?;
     run.settler.settle()?;
-    let read = job(Pattern::RandRead).run(run.fio, run.scratch)?;
-    run.settler.settle()?;
-    let write = job(Pattern::RandWrite).run(run.fio, run.scratch)?;
-    std::fs::remove_file(&file)?;
+    let read = random_job(run, root, Pattern::RandRead).run(run.fio, run.scratch)?;
     results.push(Metric::RandReadIops, c, read.iops);
     results.push(Metric::RandReadMib, c, read.mib_per_second());
+    Ok(format!("randread {} IOPS", report::number(read.iops)))
+}
+
+fn random_write(run: &Run, root: &Path, c: usize, results: &mut Results) -> Result<String> {
+    let laid_out =
+        std::fs::metadata(root.join(RAND_FILE)).is_ok_and(|meta| meta.len() >= run.plan.rand_size);
+    if !laid_out {
+        run.settler.settle()?;
+        layout(run, root).run(run.fio, run.scratch)?;
+    }
+    run.settler.settle()?;
+    let write = random_job(run, root, Pattern::RandWrite).run(run.fio, run.scratch)?;
     results.push(Metric::RandWriteIops, c, write.iops);
     results.push(Metric::RandWriteMib, c, write.mib_per_second());
-    Ok(format!(
-        "randread {} IOPS, randwrite {} IOPS",
-        report::number(read.iops),
-        report::number(write.iops)
-    ))
+    Ok(format!("randwrite {} IOPS", report::number(write.iops)))
 }
 
 fn small_files(
