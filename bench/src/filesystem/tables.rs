@@ -42,7 +42,7 @@ pub fn sections(
     } else {
         "read (caches NOT dropped)"
     };
-    let mut sequential = side_by_side(
+    let sequential = side_by_side(
         format!(
             "1. Sequential I/O: one {} file, fio bs=1M, median of {} (MiB/s)",
             report::size_label(plan.seq_size as usize),
@@ -54,11 +54,13 @@ pub fn sections(
             ("write, fsync at end", Metric::SeqWrite),
             (read_label, Metric::SeqRead),
         ],
+        &[
+            "write: a new file, fio --rw=write --end_fsync=1 (the fsync is timed)",
+            "read: the same file, fio --rw=read, after sync and dropping caches",
+        ],
     );
-    sequential.note("write: a new file, fio --rw=write --end_fsync=1 (the fsync is timed)");
-    sequential.note("read: the same file, fio --rw=read, after sync and dropping caches");
 
-    let mut random = side_by_side(
+    let random = side_by_side(
         format!(
             "2. Random 4 KiB I/O: a {} file, fio psync iodepth 1, {} s each{}",
             report::size_label(plan.rand_size as usize),
@@ -77,11 +79,13 @@ pub fn sections(
             ("randwrite IOPS", Metric::RandWriteIops),
             ("randwrite MiB/s", Metric::RandWriteMib),
         ],
+        &[
+            "the file is written sequentially first; caches are dropped before each job",
+            "randwrite fsyncs at its end (timed); offsets follow fio's fixed random sequence",
+        ],
     );
-    random.note("the file is written sequentially first; caches are dropped before each job");
-    random.note("randwrite fsyncs at its end (timed); offsets follow fio's fixed random sequence");
 
-    let mut small = side_by_side(
+    let small = side_by_side(
         format!(
             "3. Small files: {} files of {} bytes in one directory, std::fs, median of {}",
             report::thousands(plan.files as i64),
@@ -97,19 +101,24 @@ pub fn sections(
             ("readdir entries/s", Metric::ReaddirRate),
             ("unlink files/s", Metric::Unlink),
         ],
+        &[
+            "create+write: File::create, write_all, close (no fsync); stat: fs::metadata",
+            "readdir: fs::read_dir of the whole directory; unlink: fs::remove_file",
+            "caches are dropped before the creates only; the phases follow one another",
+            "ratios compare speeds throughout: above 1.00x, agentbox is faster",
+        ],
     );
-    small.note("create+write: File::create, write_all, close (no fsync); stat: fs::metadata");
-    small.note("readdir: fs::read_dir of the whole directory; unlink: fs::remove_file");
-    small.note("caches are dropped before the creates only; the phases follow one another");
-    small.note("ratios compare speeds throughout: above 1.00x, agentbox is faster");
     vec![sequential, random, small]
 }
 
+/// One table: a row per metric, a figure per column, agentbox's speed relative to the
+/// others; then `notes`, then which rounds disagreed a lot.
 fn side_by_side(
     title: String,
     columns: &[Column],
     results: &Results,
     rows: &[(&str, Metric)],
+    notes: &[&str],
 ) -> Table {
     let mut headers: Vec<&str> = vec![""];
     headers.extend(columns.iter().map(|c| c.name));
@@ -139,6 +148,9 @@ fn side_by_side(
                 ));
             }
         }
+    }
+    for &note in notes {
+        table.note(note);
     }
     if !noisy.is_empty() {
         table.note(format!(
