@@ -22,7 +22,7 @@ use crate::blobs::{BlobStore, LocalBlobs};
 use crate::chunker::{self, INLINE_MAX, Manifest};
 use crate::index::{Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
 use crate::rename::Place;
-use crate::splice::{self, Edit};
+use crate::splice::{self, Edit, Overlay};
 use crate::{
     AgentId, AgentInfo, AgentStats, Attr, DiffEntry, DirEntry, Error, FileReader, FileType, FsPath,
     FsckReport, Hash, KeyInfo, Quota, RenameMode, Result, SetAttr, SnapshotInfo, StoreStats,
@@ -351,7 +351,12 @@ impl Store {
         data: &[u8],
     ) -> Result<Attr> {
         path.check_writable()?;
-        self.edit_file(agent, path, Edit::Write { offset, data }, |_| {})
+        self.edit_file(
+            agent,
+            path,
+            &Edit::Write(Overlay::new([(offset, data)])),
+            |_| {},
+        )
     }
 
     /// Applies `edit` to the file at `path` and `also` to its attributes.
@@ -359,7 +364,7 @@ impl Store {
         &self,
         agent: AgentId,
         path: &FsPath,
-        edit: Edit<'_>,
+        edit: &Edit<'_>,
         also: impl Fn(&mut InodeRow),
     ) -> Result<Attr> {
         self.edit(
@@ -378,7 +383,7 @@ impl Store {
         agent: AgentId,
         locate: &dyn Fn(&Tree<'_>) -> Result<InodeRow>,
         shown: &str,
-        edit: Edit<'_>,
+        edit: &Edit<'_>,
         also: impl Fn(&mut InodeRow),
     ) -> Result<Attr> {
         loop {

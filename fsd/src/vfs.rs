@@ -412,9 +412,15 @@ impl Vfs {
     fn commit(&self, file: &mut FileHandle) -> Result<()> {
         let pending = std::mem::take(&mut file.pending);
         file.pending_bytes = 0;
-        for (offset, bytes) in pending {
-            self.mine(|| self.store.write_ino(self.agent, file.ino, offset, &bytes))?;
+        if pending.is_empty() {
+            return Ok(());
         }
+        // All buffered writes in one commit: one new chunk list however scattered they are.
+        let writes: Vec<(u64, &[u8])> = pending
+            .iter()
+            .map(|(offset, bytes)| (*offset, bytes.as_slice()))
+            .collect();
+        self.mine(|| self.store.write_many_ino(self.agent, file.ino, &writes))?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use crate::index::{InodeRow, Tree, check_xattr};
 use crate::rename::Place;
-use crate::splice::Edit;
+use crate::splice::{Edit, Overlay};
 use crate::store::{Store, file_row};
 use crate::watch::{Change, Origin, WatchId};
 use crate::{
@@ -310,7 +310,7 @@ impl Store {
                 FileType::Directory => return Err(Error::IsADirectory(format!("inode {ino}"))),
                 FileType::File if current.size != size => {
                     let shown = format!("inode {ino}");
-                    return self.edit(agent, &locate, &shown, Edit::Resize { size }, |r| {
+                    return self.edit(agent, &locate, &shown, &Edit::Resize { size }, |r| {
                         let now = r.ctime;
                         apply(r, now)
                     });
@@ -327,17 +327,23 @@ impl Store {
 
     /// Writes `data` at `offset` in file `ino`.
     pub fn write_ino(&self, agent: AgentId, ino: u64, offset: u64, data: &[u8]) -> Result<Attr> {
+        self.write_many_ino(agent, ino, &[(offset, data)])
+    }
+
+    /// Applies several writes to file `ino` in one commit (in order: later writes win where
+    /// they overlap). Only the chunks the writes touch are stored anew.
+    pub fn write_many_ino(
+        &self,
+        agent: AgentId,
+        ino: u64,
+        writes: &[(u64, &[u8])],
+    ) -> Result<Attr> {
         let locate = |tree: &Tree<'_>| {
             tree.inode(ino)?
                 .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
         };
-        self.edit(
-            agent,
-            &locate,
-            &format!("inode {ino}"),
-            Edit::Write { offset, data },
-            |_| {},
-        )
+        let edit = Edit::Write(Overlay::new(writes.iter().copied()));
+        self.edit(agent, &locate, &format!("inode {ino}"), &edit, |_| {})
     }
 
     /// The value of extended attribute `name` of inode `ino`.
