@@ -262,6 +262,10 @@ impl Model {
                 Node::File(id) => {
                     let file = &mut self.files.get_mut(&id).ok_or(Kind::NotFound)?.0;
                     let bytes = data.bytes();
+                    if bytes.is_empty() {
+                        // Like pwrite: writing nothing changes nothing, past the end too.
+                        return Ok(());
+                    }
                     let end = *offset as usize + bytes.len();
                     if file.len() < end {
                         file.resize(end, 0);
