@@ -74,6 +74,43 @@ impl Manifest {
     }
 }
 
+/// Reads a file's bytes at any offset through its chunk list, keeping the last chunk it
+/// fetched (reads are mostly sequential).
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCursor {
+    cached: Option<(usize, Vec<u8>)>,
+}
+
+impl ChunkCursor {
+    /// Copies bytes of `manifest` from `pos` (which must be below its size) into `buf`, up
+    /// to the end of the chunk holding `pos`; returns how many.
+    pub fn read_at(
+        &mut self,
+        manifest: &Manifest,
+        pos: u64,
+        buf: &mut [u8],
+        fetch: &dyn Fn(&Hash, u64) -> Result<Vec<u8>>,
+    ) -> io::Result<usize> {
+        let index = manifest.chunk_at(pos).unwrap_or(0);
+        let chunk = manifest.chunks[index];
+        let bytes = match &self.cached {
+            Some((cached, bytes)) if *cached == index => bytes,
+            _ => {
+                let bytes = fetch(&chunk.hash, chunk.len).map_err(io::Error::other)?;
+                if bytes.len() as u64 != chunk.len {
+                    let error = Error::Corrupt(format!("blob {} has the wrong size", chunk.hash));
+                    return Err(io::Error::other(error));
+                }
+                &self.cached.insert((index, bytes)).1
+            }
+        };
+        let from = (pos - chunk.offset) as usize;
+        let n = buf.len().min(bytes.len().saturating_sub(from));
+        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        Ok(n)
+    }
+}
+
 /// Receives each new chunk's bytes; stores them somewhere durable.
 pub(crate) type ChunkSink<'a> = dyn FnMut(Hash, &[u8]) -> Result<()> + 'a;
 

@@ -2,9 +2,9 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use crate::chunker::Manifest;
+use crate::Hash;
+use crate::chunker::{ChunkCursor, Manifest};
 use crate::store::Store;
-use crate::{Error, Hash};
 
 /// Reads one version of a file; implements [`Read`] and [`Seek`]. Later writes to the
 /// path do not change what it returns.
@@ -13,7 +13,7 @@ pub struct FileReader {
     manifest: Manifest,
     hash: Hash,
     pos: u64,
-    cached: Option<(usize, Vec<u8>)>,
+    cursor: ChunkCursor,
 }
 
 impl FileReader {
@@ -23,7 +23,7 @@ impl FileReader {
             manifest,
             hash,
             pos: 0,
-            cached: None,
+            cursor: ChunkCursor::default(),
         }
     }
 
@@ -47,33 +47,9 @@ impl Read for FileReader {
         if self.pos >= self.manifest.size || buf.is_empty() {
             return Ok(0);
         }
-        let index = self.manifest.chunk_at(self.pos).unwrap_or(0);
-        let chunk = self.manifest.chunks[index];
-        if self
-            .cached
-            .as_ref()
-            .is_none_or(|(cached, _)| *cached != index)
-        {
-            let bytes = self
-                .store
-                .blob(&chunk.hash, chunk.len)
-                .map_err(io::Error::other)?;
-            if bytes.len() as u64 != chunk.len {
-                return Err(io::Error::other(Error::Corrupt(format!(
-                    "blob {} has the wrong size",
-                    chunk.hash
-                ))));
-            }
-            self.cached = Some((index, bytes));
-        }
-        let bytes = self
-            .cached
-            .as_ref()
-            .map(|(_, b)| b.as_slice())
-            .unwrap_or_default();
-        let from = (self.pos - chunk.offset) as usize;
-        let n = buf.len().min(bytes.len() - from);
-        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        let store = &self.store;
+        let fetch = |hash: &Hash, len: u64| store.blob(hash, len);
+        let n = self.cursor.read_at(&self.manifest, self.pos, buf, &fetch)?;
         self.pos += n as u64;
         Ok(n)
     }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use crate::chunker::{self, ChunkSink, Manifest, WHOLE_FILE_MAX};
+use crate::chunker::{self, ChunkCursor, ChunkSink, Manifest, WHOLE_FILE_MAX};
 use crate::{Hash, Result};
 
 /// Bytes written over a file: non-overlapping parts by offset, later writes winning
@@ -175,7 +175,7 @@ struct EditedReader<'a> {
     fetch: &'a Fetch<'a>,
     pos: u64,
     size: u64,
-    cached: Option<(usize, Vec<u8>)>,
+    cursor: ChunkCursor,
 }
 
 impl<'a> EditedReader<'a> {
@@ -192,31 +192,13 @@ impl<'a> EditedReader<'a> {
             fetch,
             pos,
             size,
-            cached: None,
+            cursor: ChunkCursor::default(),
         }
     }
 
     /// Copies old bytes at `pos` into `buf`; returns how many.
     fn old_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let index = self.old.chunk_at(self.pos).unwrap_or(0);
-        let chunk = self.old.chunks[index];
-        if self
-            .cached
-            .as_ref()
-            .is_none_or(|(cached, _)| *cached != index)
-        {
-            let bytes = (self.fetch)(&chunk.hash, chunk.len).map_err(io::Error::other)?;
-            self.cached = Some((index, bytes));
-        }
-        let bytes = self
-            .cached
-            .as_ref()
-            .map(|(_, b)| b.as_slice())
-            .unwrap_or_default();
-        let from = (self.pos - chunk.offset) as usize;
-        let n = buf.len().min(bytes.len().saturating_sub(from));
-        buf[..n].copy_from_slice(&bytes[from..from + n]);
-        Ok(n)
+        self.cursor.read_at(self.old, self.pos, buf, self.fetch)
     }
 }
 
