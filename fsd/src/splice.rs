@@ -254,18 +254,7 @@ mod tests {
 
     use super::*;
     use crate::chunker::split;
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 33) as u8
-            })
-            .collect()
-    }
+    use crate::chunker::tests::pseudo_random;
 
     fn store(data: &[u8], blobs: &mut HashMap<Hash, Vec<u8>>) -> Manifest {
         split(&mut &data[..], None, &mut |h, b| {
