@@ -19,22 +19,25 @@ fn options(base: &std::path::Path, idle: Duration) -> MountManagerOptions {
     }
 }
 
-#[test]
-fn sandbox_mounts_are_shared_then_unmounted_when_idle() {
+/// A store in a temporary directory with one agent.
+fn fresh_store() -> (tempfile::TempDir, Store, i64) {
     assert!(
         std::path::Path::new("/dev/fuse").exists(),
         "needs /dev/fuse: run scripts/setup.sh"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &tmp.path().join("data"),
-        StoreOptions {
-            durable: false,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let options = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&tmp.path().join("data"), options).unwrap();
     let agent = store.create_agent("a").unwrap().id;
+    (tmp, store, agent)
+}
+
+#[test]
+fn sandbox_mounts_are_shared_then_unmounted_when_idle() {
+    let (tmp, store, agent) = fresh_store();
     let base = tmp.path().join("mounts");
     let manager = MountManager::new(store.clone(), options(&base, Duration::ZERO)).unwrap();
     let first = manager.acquire(agent).unwrap();
@@ -67,20 +70,7 @@ fn sandbox_mounts_are_shared_then_unmounted_when_idle() {
 
 #[test]
 fn mounts_left_by_an_earlier_process_are_cleaned_up() {
-    assert!(
-        std::path::Path::new("/dev/fuse").exists(),
-        "needs /dev/fuse: run scripts/setup.sh"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &tmp.path().join("data"),
-        StoreOptions {
-            durable: false,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    let agent = store.create_agent("a").unwrap().id;
+    let (tmp, store, agent) = fresh_store();
     let base = tmp.path().join("mounts");
     let crashed =
         MountManager::new(store.clone(), options(&base, Duration::from_secs(3600))).unwrap();
