@@ -17,6 +17,17 @@ die() {
     exit 1
 }
 
+# --- /dev/null -------------------------------------------------------------------------------
+
+# Some container images ship /dev/null as a regular file. Everything that discards output into
+# it then fills it, and every process given it as input (rustc's probes under cargo, sandboxed
+# runs) reads that output back. Put the real device in its place.
+if [[ ! -c /dev/null ]]; then
+    say "/dev/null is not a character device; recreating it"
+    rm -f /dev/null
+    mknod -m 666 /dev/null c 1 3
+fi
+
 # --- Debian packages, grouped by what needs them ---------------------------------------------
 
 packages=(
