@@ -57,12 +57,21 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Open-file counts by (agent, inode): see [`Store::pin_inode`].
-    pins: std::sync::Mutex<std::collections::HashMap<(AgentId, u64), usize>>,
+    /// Open files: see [`Store::pin_inode`].
+    pins: std::sync::Mutex<Pins>,
     dir: PathBuf,
     index: Index,
     blobs: Box<dyn BlobStore>,
     options: StoreOptions,
+}
+
+/// Which inodes are open, and which of those have lost their last name.
+#[derive(Default)]
+struct Pins {
+    /// Open-handle counts by (agent, inode).
+    counts: std::collections::HashMap<(AgentId, u64), usize>,
+    /// Open inodes unlinked while open: the last close removes them.
+    orphans: std::collections::HashSet<(AgentId, u64)>,
 }
 
 impl Store {
@@ -281,12 +290,19 @@ impl Store {
         agent: AgentId,
         f: impl FnOnce(&Tree<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.index().write(|tx| {
+        let mut orphaned = Vec::new();
+        let value = self.index().write(|tx| {
             let before = tx.usage(agent)?;
-            let value = f(&Tree::live(tx, agent)?.with_pins(self.pinned(agent)))?;
+            let tree = Tree::live(tx, agent)?.with_pins(self.pinned(agent));
+            let value = f(&tree)?;
             tx.check_quota(agent, before)?;
+            orphaned = tree.orphaned();
             Ok(value)
-        })
+        })?;
+        for ino in orphaned {
+            self.orphaned(agent, ino)?;
+        }
+        Ok(value)
     }
 
     /// Writes a whole file from `data`, creating or replacing it. Nothing changes unless
