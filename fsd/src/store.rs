@@ -9,8 +9,10 @@
 //! The operations here take paths; `store/inodes.rs` has the same operations by inode
 //! number for the FUSE adapter.
 
+mod appender;
 mod inodes;
 
+pub(crate) use appender::Appender;
 pub use inodes::{FsUsage, NewNode, XattrMode};
 
 use std::io::Read;
@@ -248,6 +250,13 @@ impl Store {
             return Ok(bytes);
         }
         self.inner.blobs.get(hash)
+    }
+
+    /// Hints that blob `hash` (`len` bytes) will be read soon (see [`BlobStore::prefetch`]).
+    pub(crate) fn prefetch_blob(&self, hash: &Hash, len: u64) {
+        if len as usize >= INLINE_MAX {
+            self.inner.blobs.prefetch(hash);
+        }
     }
 
     pub fn readlink(&self, agent: AgentId, path: &FsPath, view: &View) -> Result<Vec<u8>> {

@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::store::Appender;
 use crate::watch::{Origin, WatchId, with_origin};
 use crate::{
     AgentId, Attr, DirEntry, Error, FileReader, FsUsage, NewNode, RenameMode, Result, SetAttr,
@@ -50,6 +51,9 @@ impl Default for VfsOptions {
 /// One open file.
 struct FileHandle {
     ino: u64,
+    /// Writes from the start of a file that was empty, stored as they arrive (see
+    /// `store/appender.rs`); the other writes are buffered in `pending`.
+    appender: Option<Appender>,
     /// Buffered writes, in order; adjacent writes are merged into one range.
     pending: Vec<(u64, Vec<u8>)>,
     pending_bytes: usize,
@@ -78,6 +82,13 @@ pub struct Vfs {
     attrs: Option<Arc<AttrCache>>,
     /// The store watch that keeps `attrs` true to changes made elsewhere.
     watch: Option<WatchId>,
+}
+
+impl FileHandle {
+    /// Whether this handle has writes not committed yet.
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || self.appender.as_ref().is_some_and(|a| a.has_uncommitted())
+    }
 }
 
 impl Drop for Vfs {
@@ -425,6 +436,7 @@ impl Vfs {
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let file = FileHandle {
             ino,
+            appender: None,
             pending: Vec::new(),
             pending_bytes: 0,
             reader: None,
@@ -470,11 +482,28 @@ impl Vfs {
         Ok(out)
     }
 
-    /// Buffers a write; commits the buffer if it has grown past [`WRITE_BUFFER_MAX`].
+    /// Stores or buffers a write. Writes from the start of a file, each where the previous
+    /// one ended, are chunked and stored as they come; any other write is buffered, and the
+    /// buffer committed if it has grown past [`WRITE_BUFFER_MAX`].
     pub fn write(&self, handle: u64, offset: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
         let file = self.file(handle)?;
         let mut file = lock(&file);
+        file.reader = None;
+        let appending = file.appender.as_ref().map(|a| a.len() == offset);
+        if appending == Some(false) {
+            // No longer sequential: commit what was appended, buffer from here on.
+            self.commit(&mut file)?;
+            file.appender = None;
+        } else if appending.is_none() && offset == 0 && file.pending.is_empty() {
+            let attr = self.stored_attr(file.ino)?;
+            let content = attr.hash.filter(|_| attr.size > 0);
+            file.appender = Some(Appender::new(file.ino, content));
+        }
+        if let Some(appender) = file.appender.as_mut() {
+            self.store.append(appender, data)?;
+            return Ok(data.len() as u32);
+        }
         match file.pending.last_mut() {
             Some((start, bytes)) if *start + bytes.len() as u64 == offset => {
                 bytes.extend_from_slice(data)
@@ -482,7 +511,6 @@ impl Vfs {
             _ => file.pending.push((offset, data.to_vec())),
         }
         file.pending_bytes += data.len();
-        file.reader = None;
         if file.pending_bytes >= WRITE_BUFFER_MAX {
             self.commit(&mut file)?;
         }
@@ -522,6 +550,17 @@ impl Vfs {
     }
 
     fn commit(&self, file: &mut FileHandle) -> Result<()> {
+        if let Some(appender) = file.appender.as_mut().filter(|a| a.has_uncommitted()) {
+            let mut going_on = true;
+            self.change_attr(Forget::Inodes(vec![file.ino]), false, || {
+                let (attr, more) = self.store.commit_appended(self.agent, appender)?;
+                going_on = more;
+                Ok(attr)
+            })?;
+            if !going_on {
+                file.appender = None;
+            }
+        }
         let pending = std::mem::take(&mut file.pending);
         file.pending_bytes = 0;
         if pending.is_empty() {
@@ -542,7 +581,7 @@ impl Vfs {
         let files: Vec<_> = lock(&self.files).values().cloned().collect();
         files.iter().any(|file| {
             let file = lock(file);
-            file.ino == ino && !file.pending.is_empty()
+            file.ino == ino && file.has_pending()
         })
     }
 
@@ -551,7 +590,7 @@ impl Vfs {
         let files: Vec<_> = lock(&self.files).values().cloned().collect();
         for file in files {
             let mut file = lock(&file);
-            if file.ino == ino && !file.pending.is_empty() {
+            if file.ino == ino && file.has_pending() {
                 self.commit(&mut file)?;
             }
         }
