@@ -551,15 +551,17 @@ impl Vfs {
 
     fn commit(&self, file: &mut FileHandle) -> Result<()> {
         if let Some(appender) = file.appender.as_mut().filter(|a| a.has_uncommitted()) {
-            let mut going_on = true;
-            self.change_attr(Forget::Inodes(vec![file.ino]), false, || {
+            let mut going_on = false;
+            let committed = self.change_attr(Forget::Inodes(vec![file.ino]), false, || {
                 let (attr, more) = self.store.commit_appended(self.agent, appender)?;
                 going_on = more;
                 Ok(attr)
-            })?;
+            });
             if !going_on {
+                // Done, or failed: a failure is reported once, here, as a write-back error.
                 file.appender = None;
             }
+            committed?;
         }
         let pending = std::mem::take(&mut file.pending);
         file.pending_bytes = 0;

@@ -10,30 +10,59 @@
 //! so far are kept and chunked again once more arrive. Until a file outgrows
 //! [`WHOLE_FILE_MAX`] nothing is cut, and a small file is one blob as always.
 
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
 use crate::chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, Manifest, WHOLE_FILE_MAX};
 use crate::index::{NewContent, Tree};
 use crate::store::Store;
 use crate::{AgentId, Attr, Error, FileType, Hash, Result};
 
-/// Bytes kept after the last cut before looking for more cuts: several chunks' worth, so
+/// Bytes kept after the last cut before looking for more cuts: many chunks' worth, so
 /// each byte is scanned about once.
-const CUT_EVERY: usize = 4 * CHUNK_MAX;
+const CUT_EVERY: usize = 16 * CHUNK_MAX;
+
+/// Once a file has grown this large, its chunks are cut and stored on a thread of their
+/// own while the writer goes on: writes through a mount wait for their reply, so this
+/// overlaps the writer's next write with the storing of the previous ones.
+const BACKGROUND_AFTER: u64 = 4 * 1024 * 1024;
+
+/// Writes queued for the background thread, at most (each at most a FUSE write, 1 MiB).
+const BACKGROUND_QUEUE: usize = 16;
 
 /// Content being written from offset 0 of one file; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct Appender {
     ino: u64,
+    /// The chunking state, unless it is with the background thread.
+    here: Option<Chunks>,
+    worker: Option<Worker>,
+    /// Bytes written so far (queued ones included).
+    len: u64,
+    /// The file's content when the appender last committed (or started), to notice a
+    /// change made elsewhere in between.
+    base: Option<Hash>,
+    /// Bytes committed so far.
+    committed: u64,
+}
+
+/// What the bytes written so far have become.
+#[derive(Debug, Default)]
+struct Chunks {
     /// Chunks cut for good, their blobs stored.
     cut: Manifest,
     /// The bytes after the last cut.
     tail: Vec<u8>,
     /// Blobs were stored since the last flush to stable storage.
     unsynced: bool,
-    /// The file's content when the appender last committed (or started), to notice a
-    /// change made elsewhere in between.
-    base: Option<Hash>,
-    /// Bytes committed so far.
-    committed: u64,
+}
+
+/// The thread storing an appender's chunks.
+#[derive(Debug)]
+struct Worker {
+    writes: SyncSender<Vec<u8>>,
+    /// The chunking state once every queued write is stored, or the first failure.
+    done: JoinHandle<Result<Chunks>>,
 }
 
 impl Appender {
@@ -42,9 +71,9 @@ impl Appender {
     pub fn new(ino: u64, base: Option<Hash>) -> Appender {
         Appender {
             ino,
-            cut: Manifest::default(),
-            tail: Vec::new(),
-            unsynced: false,
+            here: Some(Chunks::default()),
+            worker: None,
+            len: 0,
             base,
             committed: 0,
         }
@@ -52,40 +81,96 @@ impl Appender {
 
     /// Bytes written so far: where the next write must start to be an append.
     pub fn len(&self) -> u64 {
-        self.cut.size + self.tail.len() as u64
+        self.len
     }
 
     /// Whether bytes were written since the last commit.
     pub fn has_uncommitted(&self) -> bool {
-        self.len() != self.committed
+        self.len != self.committed
     }
-
 }
 
 impl Store {
-    /// Appends `data` to what `appender` has written, storing the chunks that are complete.
+    /// Appends `data` to what `appender` has written, storing the chunks that are complete
+    /// (on the appender's thread once the file is large).
     pub(crate) fn append(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
-        appender.tail.extend_from_slice(data);
-        let total = appender.len();
-        if total as usize <= WHOLE_FILE_MAX || appender.tail.len() < CUT_EVERY {
+        appender.len += data.len() as u64;
+        if let Some(worker) = &appender.worker {
+            if worker.writes.send(data.to_vec()).is_ok() {
+                return Ok(());
+            }
+            // The thread stopped: it says why.
+            return self.gather(appender).map(|_| ());
+        }
+        let chunks = appender
+            .here
+            .as_mut()
+            .ok_or_else(|| Error::Corrupt("an appender lost its chunks".into()))?;
+        self.append_chunks(chunks, data)?;
+        if appender.len >= BACKGROUND_AFTER
+            && let Some(chunks) = appender.here.take()
+        {
+            let (writes, queue) = sync_channel::<Vec<u8>>(BACKGROUND_QUEUE);
+            let store = self.clone();
+            let done = std::thread::Builder::new()
+                .name("fsd-appender".into())
+                .spawn(move || {
+                    let mut chunks = chunks;
+                    let mut failure = None;
+                    for data in queue {
+                        if failure.is_none()
+                            && let Err(error) = store.append_chunks(&mut chunks, &data)
+                        {
+                            failure = Some(error);
+                        }
+                    }
+                    failure.map_or(Ok(chunks), Err)
+                })
+                .map_err(Error::io("starting a thread to store a file"))?;
+            appender.worker = Some(Worker { writes, done });
+        }
+        Ok(())
+    }
+
+    /// Waits for the appender's thread, if any, to store everything queued, and takes the
+    /// chunking state back.
+    fn gather<'a>(&self, appender: &'a mut Appender) -> Result<&'a mut Chunks> {
+        if let Some(Worker { writes, done }) = appender.worker.take() {
+            drop(writes);
+            let chunks = done
+                .join()
+                .map_err(|_| Error::Corrupt("the thread storing a file failed".into()))??;
+            appender.here = Some(chunks);
+        }
+        appender
+            .here
+            .as_mut()
+            .ok_or_else(|| Error::Corrupt("an appender lost its chunks".into()))
+    }
+
+    /// Adds `data` to `chunks`, storing the chunks that are complete.
+    fn append_chunks(&self, chunks: &mut Chunks, data: &[u8]) -> Result<()> {
+        chunks.tail.extend_from_slice(data);
+        let total = chunks.cut.size + chunks.tail.len() as u64;
+        if total as usize <= WHOLE_FILE_MAX || chunks.tail.len() < CUT_EVERY {
             return Ok(());
         }
         // Every chunk but the last is final: its cut does not depend on what comes next.
-        let chunks: Vec<(usize, usize)> =
-            fastcdc::v2020::FastCDC::new(&appender.tail, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
+        let found: Vec<(usize, usize)> =
+            fastcdc::v2020::FastCDC::new(&chunks.tail, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
                 .map(|chunk| (chunk.offset, chunk.length))
                 .collect();
-        let Some(((last_offset, _), complete)) = chunks.split_last() else {
+        let Some(((last_offset, _), complete)) = found.split_last() else {
             return Ok(());
         };
         for (offset, length) in complete {
-            let bytes = &appender.tail[*offset..offset + length];
+            let bytes = &chunks.tail[*offset..offset + length];
             let hash = Hash::of(bytes);
             // Complete chunks are at least CHUNK_MIN long, so never inline.
-            appender.unsynced |= self.inner.blobs.put(&hash, bytes)?;
-            appender.cut.push(hash, *length as u64);
+            chunks.unsynced |= self.inner.blobs.put(&hash, bytes)?;
+            chunks.cut.push(hash, *length as u64);
         }
-        appender.tail.drain(..*last_offset);
+        chunks.tail.drain(..*last_offset);
         Ok(())
     }
 
@@ -100,16 +185,17 @@ impl Store {
         agent: AgentId,
         appender: &mut Appender,
     ) -> Result<(Attr, bool)> {
+        let chunks = self.gather(appender)?;
         let mut content = NewContent {
-            manifest: appender.cut.clone(),
+            manifest: chunks.cut.clone(),
             inline: Vec::new(),
         };
         let blobs = &self.inner.blobs;
-        let mut wrote = appender.unsynced;
-        if content.manifest.chunks.is_empty() && appender.tail.len() <= WHOLE_FILE_MAX {
-            store_piece(&mut content, &appender.tail, &mut wrote, blobs.as_ref())?;
+        let mut wrote = chunks.unsynced;
+        if content.manifest.chunks.is_empty() && chunks.tail.len() <= WHOLE_FILE_MAX {
+            store_piece(&mut content, &chunks.tail, &mut wrote, blobs.as_ref())?;
         } else {
-            let tail = &appender.tail;
+            let tail = &chunks.tail;
             for chunk in fastcdc::v2020::FastCDC::new(tail, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
                 let bytes = &tail[chunk.offset..chunk.offset + chunk.length];
                 store_piece(&mut content, bytes, &mut wrote, blobs.as_ref())?;
@@ -118,7 +204,7 @@ impl Store {
         if wrote && self.inner.options.durable {
             blobs.sync()?;
         }
-        appender.unsynced = false;
+        chunks.unsynced = false;
         let ino = appender.ino;
         let size = content.manifest.size;
         let base = appender.base;
@@ -165,8 +251,9 @@ impl Store {
 impl Store {
     /// The bytes `appender` holds in `[from, to)`: from the blobs of the chunks cut (all
     /// large enough to be blob files), then from its tail.
-    fn appended(&self, appender: &Appender, from: u64, to: u64) -> Result<Vec<u8>> {
-        let cut = &appender.cut;
+    fn appended(&self, appender: &mut Appender, from: u64, to: u64) -> Result<Vec<u8>> {
+        let chunks = self.gather(appender)?;
+        let cut = &chunks.cut;
         let mut bytes = Vec::with_capacity((to - from) as usize);
         if from < cut.size {
             let mut reader =
@@ -182,7 +269,7 @@ impl Store {
         let tail_from = (from.max(cut.size) - cut.size) as usize;
         let tail_to = (to.max(cut.size) - cut.size) as usize;
         if tail_from < tail_to {
-            bytes.extend_from_slice(&appender.tail[tail_from..tail_to]);
+            bytes.extend_from_slice(&chunks.tail[tail_from..tail_to]);
         }
         Ok(bytes)
     }
