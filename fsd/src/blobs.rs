@@ -74,10 +74,10 @@ impl BlobStore for LocalBlobs {
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let hex = hash.to_hex();
-        let tmp = self
-            .tmp
-            .join(&hex[..2])
-            .join(format!("{}-{}-{n}", std::process::id(), &hex[2..18]));
+        let tmp =
+            self.tmp
+                .join(&hex[..2])
+                .join(format!("{}-{}-{n}", std::process::id(), &hex[2..18]));
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
             file.write_all(data)?;

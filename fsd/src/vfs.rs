@@ -111,9 +111,7 @@ impl Vfs {
         let (attrs, watch) = if options.view == View::Live {
             let attrs = Arc::new(AttrCache::default());
             let forget = attrs.clone();
-            let watch = store.watch(agent, origin, move |changes| {
-                forget.forget_changes(changes)
-            });
+            let watch = store.watch(agent, origin, move |changes| forget.forget_changes(changes));
             (Some(attrs), Some(watch))
         } else {
             (None, None)
@@ -158,7 +156,7 @@ impl Vfs {
         };
         let epoch = attrs.begin();
         let result = self.mine(f);
-        attrs.finish(epoch, forget, None);
+        attrs.finish(epoch, forget, &[]);
         result
     }
 
@@ -175,8 +173,8 @@ impl Vfs {
         };
         let epoch = attrs.begin();
         let result = self.mine(f);
-        let kept = result.as_ref().ok().map(|attr| (attr, created));
-        attrs.finish(epoch, forget, kept);
+        let kept: Vec<(&Attr, bool)> = result.iter().map(|attr| (attr, created)).collect();
+        attrs.finish(epoch, forget, &kept);
         result
     }
 
@@ -275,9 +273,20 @@ impl Vfs {
             }
             other => other,
         };
-        self.change_attr(Forget::Inodes(vec![parent]), true, || {
-            self.store.create_at(self.agent, parent, name, node)
-        })
+        let create = || self.mine(|| self.store.create_at(self.agent, parent, name, node));
+        let Some(attrs) = &self.attrs else {
+            return create().map(|(created, _)| created);
+        };
+        // The kernel asks for the directory's attributes again after every create (its
+        // mode, to check permissions): keep them as the change left them.
+        let epoch = attrs.begin();
+        let result = create();
+        let kept = match &result {
+            Ok((created, dir)) => vec![(created, true), (dir, false)],
+            Err(_) => Vec::new(),
+        };
+        attrs.finish(epoch, Forget::Inodes(vec![parent]), &kept);
+        result.map(|(created, _)| created)
     }
 
     pub fn remove(&self, parent: u64, name: &[u8], directory: bool) -> Result<()> {
@@ -325,7 +334,11 @@ impl Vfs {
                 String::from_utf8_lossy(name).into_owned(),
             ));
         }
-        if self.attrs.as_ref().is_some_and(|attrs| attrs.has_no_xattrs(ino)) {
+        if self
+            .attrs
+            .as_ref()
+            .is_some_and(|attrs| attrs.has_no_xattrs(ino))
+        {
             return Err(Error::NoSuchAttribute(
                 String::from_utf8_lossy(name).into_owned(),
             ));
@@ -384,7 +397,11 @@ impl Vfs {
         };
         if let (Some(attrs), Some(epoch)) = (&self.attrs, epoch) {
             for entry in &entries {
-                if self.sandbox.as_ref().is_none_or(|view| !view.owns(entry.attr.ino)) {
+                if self
+                    .sandbox
+                    .as_ref()
+                    .is_none_or(|view| !view.owns(entry.attr.ino))
+                {
                     attrs.keep(epoch, &entry.attr);
                 }
             }

@@ -256,8 +256,7 @@ impl Store {
         let cut = &chunks.cut;
         let mut bytes = Vec::with_capacity((to - from) as usize);
         if from < cut.size {
-            let mut reader =
-                crate::FileReader::new(self.clone(), cut.clone(), cut.content_hash());
+            let mut reader = crate::FileReader::new(self.clone(), cut.clone(), cut.content_hash());
             std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(from))
                 .map_err(Error::io("seeking in written content"))?;
             std::io::Read::read_to_end(
@@ -315,7 +314,11 @@ mod tests {
 
     fn new_file(store: &Store, agent: AgentId, name: &str) -> u64 {
         let node = NewNode::File { mode: 0o644 };
-        store.create_at(agent, 1, name.as_bytes(), node).unwrap().ino
+        store
+            .create_at(agent, 1, name.as_bytes(), node)
+            .unwrap()
+            .0
+            .ino
     }
 
     fn read(store: &Store, agent: AgentId, name: &str) -> Vec<u8> {
@@ -329,7 +332,10 @@ mod tests {
     fn appended_content_is_chunked_as_a_whole_file_would_be() {
         let (_dir, store, agent) = store();
         let data = pseudo_random(5 * 1024 * 1024 + 4321, 21);
-        for (n, piece) in [1usize, 4096, 131_072, 1_048_576, 3_000_001].iter().enumerate() {
+        for (n, piece) in [1usize, 4096, 131_072, 1_048_576, 3_000_001]
+            .iter()
+            .enumerate()
+        {
             let name = format!("f{n}");
             let ino = new_file(&store, agent, &name);
             let mut appender = Appender::new(ino, None);

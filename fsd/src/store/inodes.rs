@@ -155,13 +155,14 @@ impl Store {
     }
 
     /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
+    /// Returns the new node's attributes and the directory's after the change.
     pub fn create_at(
         &self,
         agent: AgentId,
         parent: u64,
         name: &[u8],
         node: NewNode<'_>,
-    ) -> Result<Attr> {
+    ) -> Result<(Attr, Attr)> {
         check_new_name(parent, name)?;
         self.change(agent, |tree| {
             directory(tree, parent)?;
@@ -186,7 +187,8 @@ impl Store {
                     }
                 }
             };
-            Ok(tree.create(parent, name, row)?.attr())
+            let created = tree.create(parent, name, row)?.attr();
+            Ok((created, tree.get(parent)?.attr()))
         })
     }
 

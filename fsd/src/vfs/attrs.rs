@@ -109,11 +109,16 @@ impl AttrCache {
     }
 
     /// Ends a change started at `epoch`: forgets what it touched and, if no other change
-    /// ran meanwhile, keeps what it reports (`new_inode` says the inode was just created
-    /// and so has no extended attributes).
-    pub fn finish(&self, epoch: Epoch, forget: Forget, result: Option<(&Attr, bool)>) {
+    /// ran meanwhile, keeps the attributes it reports (each with whether the inode was just
+    /// created, and so has no extended attributes).
+    pub fn finish(&self, epoch: Epoch, forget: Forget, results: &[(&Attr, bool)]) {
         let mut state = self.lock();
         state.changing -= 1;
+        // A change that reports attributes left extended attributes alone.
+        let had_none: Vec<bool> = results
+            .iter()
+            .map(|(attr, _)| state.inodes.get(&attr.ino).is_some_and(|c| c.no_xattrs))
+            .collect();
         match forget {
             Forget::All => state.inodes.clear(),
             Forget::Inodes(inodes) => {
@@ -123,21 +128,12 @@ impl AttrCache {
             }
         }
         let alone = epoch.0 == Some(state.epoch) && state.changing == 0;
-        if let Some((attr, new_inode)) = result
-            && alone
-        {
-            let no_xattrs = new_inode
-                || state
-                    .inodes
-                    .get(&attr.ino)
-                    .is_some_and(|c| c.no_xattrs && c.attr.ctime_ns <= attr.ctime_ns);
-            state.inodes.insert(
-                attr.ino,
-                Cached {
-                    attr: attr.clone(),
-                    no_xattrs,
-                },
-            );
+        for ((attr, new_inode), had_none) in results.iter().zip(had_none).filter(|_| alone) {
+            let cached = Cached {
+                attr: (*attr).clone(),
+                no_xattrs: *new_inode || had_none,
+            };
+            state.inodes.insert(attr.ino, cached);
         }
         state.epoch += 1;
     }
@@ -190,7 +186,7 @@ mod tests {
         let epoch = cache.epoch();
         let change = cache.begin();
         cache.keep(epoch, &attr(7, 1));
-        cache.finish(change, Forget::Inodes(vec![7]), Some((&attr(7, 2), true)));
+        cache.finish(change, Forget::Inodes(vec![7]), &[(&attr(7, 2), true)]);
         assert_eq!(cache.get(7).map(|a| a.size), Some(2));
         assert!(cache.has_no_xattrs(7));
 
@@ -203,13 +199,13 @@ mod tests {
         let cache = AttrCache::default();
         let first = cache.begin();
         let second = cache.begin();
-        cache.finish(second, Forget::Inodes(vec![3]), Some((&attr(3, 2), false)));
-        cache.finish(first, Forget::Inodes(vec![3]), Some((&attr(3, 1), false)));
+        cache.finish(second, Forget::Inodes(vec![3]), &[(&attr(3, 2), false)]);
+        cache.finish(first, Forget::Inodes(vec![3]), &[(&attr(3, 1), false)]);
         assert!(cache.get(3).is_none());
         let epoch = cache.epoch();
         cache.keep(epoch, &attr(3, 5));
         assert_eq!(cache.get(3).map(|a| a.size), Some(5));
-        cache.finish(cache.begin(), Forget::All, None);
+        cache.finish(cache.begin(), Forget::All, &[]);
         assert!(cache.get(3).is_none());
     }
 }
