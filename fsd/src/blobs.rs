@@ -9,7 +9,9 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::SystemTime;
 
 use crate::{Error, Hash, Result};
@@ -40,7 +42,13 @@ pub struct LocalBlobs {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// Blob files to read into the page cache, for the thread that does it (started on
+    /// the first [`BlobStore::prefetch`]; it ends when this is dropped).
+    prefetches: OnceLock<Option<SyncSender<PathBuf>>>,
 }
+
+/// Prefetches waiting for the prefetching thread, at most; more are dropped.
+const PREFETCH_QUEUE: usize = 1024;
 
 impl LocalBlobs {
     pub fn open(root: &Path, tmp: &Path) -> Result<LocalBlobs> {
@@ -57,6 +65,7 @@ impl LocalBlobs {
             root: root.to_owned(),
             tmp: tmp.to_owned(),
             counter: AtomicU64::new(0),
+            prefetches: OnceLock::new(),
         })
     }
 
@@ -133,15 +142,23 @@ impl BlobStore for LocalBlobs {
     }
 
     fn prefetch(&self, hash: &Hash) {
-        // Reading a blob file in the background lets the disk work on the next chunks of a
-        // file while the current one is copied out: sequential reads from a cold cache.
-        if let Ok(file) = fs::File::open(self.path_of(hash)) {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-            // SAFETY: `fd` is a valid open descriptor for the duration of the call. The
-            // call is advisory.
-            unsafe {
-                libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_WILLNEED);
-            }
+        // Reading the next chunks of a file in the background keeps the disk busy while the
+        // current one is copied out: sequential reads from a cold cache. A thread of its
+        // own asks for them, so the reader does not wait for the page cache to fill.
+        let sender = self.prefetches.get_or_init(|| {
+            let (sender, paths) = sync_channel::<PathBuf>(PREFETCH_QUEUE);
+            let started = std::thread::Builder::new()
+                .name("fsd-prefetch".into())
+                .spawn(move || {
+                    for path in paths {
+                        read_ahead(&path);
+                    }
+                });
+            started.ok().map(|_| sender)
+        });
+        if let Some(sender) = sender {
+            // A full queue means the disk is behind already: drop the hint.
+            let _ = sender.try_send(self.path_of(hash));
         }
     }
 
@@ -190,6 +207,18 @@ impl BlobStore for LocalBlobs {
             }
         }
         Ok(())
+    }
+}
+
+/// Asks the kernel to read the file at `path` into the page cache, without waiting for it.
+fn read_ahead(path: &Path) {
+    if let Ok(file) = fs::File::open(path) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: `fd` is a valid open descriptor for the duration of the call. The call is
+        // advisory: its failure changes nothing about correctness.
+        unsafe {
+            libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use crate::store::Store;
 
 /// How far ahead of a sequential reader chunks are asked for.
 const READ_AHEAD: u64 = 8 * 1024 * 1024;
+/// A read starting this close to where the previous one ended counts as sequential (a
+/// mount serves a reader's requests on several threads, not always in order).
+const NEAR: u64 = 2 * 1024 * 1024;
 
 /// Reads one version of a file; implements [`Read`] and [`Seek`]. Later writes to the
 /// path do not change what it returns.
@@ -20,7 +23,7 @@ pub struct FileReader {
     cursor: ChunkCursor,
     /// Chunks before this index have been asked for ahead of time (see [`READ_AHEAD`]).
     prefetched: usize,
-    /// Where the previous read ended: a read starting there is sequential.
+    /// Where the previous read ended: a read starting near there is sequential.
     last_end: u64,
 }
 
@@ -57,7 +60,9 @@ impl Read for FileReader {
         if self.pos >= self.manifest.size || buf.is_empty() {
             return Ok(0);
         }
-        if self.pos == self.last_end && self.pos > 0 {
+        // Sequential, give or take the reordering of concurrent requests.
+        let near = self.pos.abs_diff(self.last_end) <= NEAR;
+        if near && self.pos > 0 {
             self.read_ahead();
         }
         let store = &self.store;
