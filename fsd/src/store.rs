@@ -61,6 +61,9 @@ pub struct Store {
 struct Inner {
     /// Open files: see [`Store::pin_inode`].
     pins: std::sync::Mutex<Pins>,
+    /// Blobs stored for content not committed yet (see `store/appender.rs`), with how many
+    /// writers hold each: the sweep leaves them alone.
+    held: std::sync::Mutex<std::collections::HashMap<Hash, usize>>,
     dir: PathBuf,
     index: Index,
     blobs: Box<dyn BlobStore>,
@@ -86,6 +89,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 pins: Default::default(),
+                held: Default::default(),
                 dir: dir.to_owned(),
                 index,
                 blobs: Box::new(blobs),
@@ -664,7 +668,33 @@ impl Store {
             self.index(),
             self.inner.blobs.as_ref(),
             self.inner.options.sweep_grace,
+            &|hash| self.is_held(hash),
         )
+    }
+
+    /// Keeps the sweep away from blob `hash` until [`Store::release_blobs`]: a writer
+    /// stored it (or found it stored) for content it has not committed yet.
+    pub(crate) fn hold_blob(&self, hash: Hash) {
+        let mut held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held.entry(hash).or_default() += 1;
+    }
+
+    /// Ends one [`Store::hold_blob`] of each of `hashes`.
+    pub(crate) fn release_blobs(&self, hashes: &[Hash]) {
+        let mut held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        for hash in hashes {
+            if let Some(count) = held.get_mut(hash) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(hash);
+                }
+            }
+        }
+    }
+
+    fn is_held(&self, hash: &Hash) -> bool {
+        let held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.contains_key(hash)
     }
 
     /// Checks every blob exists and hashes to its name, and every reference resolves.

@@ -1,7 +1,9 @@
 //! The filesystem as a mount sees it, independent of FUSE: inode-level operations on one
-//! agent's tree, open-file handles that buffer writes and commit them to the store on
-//! flush, fsync and release (or once the buffer grows large), directory handles that keep
-//! a listing stable while it is read, and read-only views (snapshots, read-only mounts).
+//! agent's tree, open-file handles that commit their writes to the store on flush, fsync
+//! and release (writes from a file's start are stored as they arrive, by an appender;
+//! other writes are buffered and also committed once the buffer grows large), directory
+//! handles that keep a listing stable while it is read, read-only views (snapshots,
+//! read-only mounts), and the attributes kept between requests (`vfs/attrs.rs`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -515,7 +517,7 @@ impl Vfs {
         } else if appending.is_none() && offset == 0 && file.pending.is_empty() {
             let attr = self.stored_attr(file.ino)?;
             let content = attr.hash.filter(|_| attr.size > 0);
-            file.appender = Some(Appender::new(file.ino, content));
+            file.appender = Some(Appender::new(&self.store, file.ino, content));
         }
         if let Some(appender) = file.appender.as_mut() {
             self.store.append(appender, data)?;

@@ -31,8 +31,8 @@ const BACKGROUND_AFTER: u64 = 4 * 1024 * 1024;
 const BACKGROUND_QUEUE: usize = 16;
 
 /// Content being written from offset 0 of one file; see the module documentation.
-#[derive(Debug)]
 pub(crate) struct Appender {
+    store: Store,
     ino: u64,
     /// The chunking state, unless it is with the background thread.
     here: Option<Chunks>,
@@ -55,21 +55,24 @@ struct Chunks {
     tail: Vec<u8>,
     /// Blobs were stored since the last flush to stable storage.
     unsynced: bool,
+    /// The blobs of `cut` not committed yet, held away from the sweep.
+    held: Vec<Hash>,
 }
 
 /// The thread storing an appender's chunks.
 #[derive(Debug)]
 struct Worker {
     writes: SyncSender<Vec<u8>>,
-    /// The chunking state once every queued write is stored, or the first failure.
-    done: JoinHandle<Result<Chunks>>,
+    /// The chunking state once every queued write is stored, and the first failure.
+    done: JoinHandle<(Chunks, Result<()>)>,
 }
 
 impl Appender {
-    /// Starts writing file `ino` from offset 0; `base` is its content now (`None` when
-    /// empty).
-    pub fn new(ino: u64, base: Option<Hash>) -> Appender {
+    /// Starts writing file `ino` of `store` from offset 0; `base` is its content now
+    /// (`None` when empty).
+    pub fn new(store: &Store, ino: u64, base: Option<Hash>) -> Appender {
         Appender {
+            store: store.clone(),
             ino,
             here: Some(Chunks::default()),
             worker: None,
@@ -87,6 +90,20 @@ impl Appender {
     /// Whether bytes were written since the last commit.
     pub fn has_uncommitted(&self) -> bool {
         self.len != self.committed
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if let Some(Worker { writes, done }) = self.worker.take() {
+            drop(writes);
+            if let Ok((chunks, _)) = done.join() {
+                self.here = Some(chunks);
+            }
+        }
+        if let Some(chunks) = &self.here {
+            self.store.release_blobs(&chunks.held);
+        }
     }
 }
 
@@ -116,15 +133,13 @@ impl Store {
                 .name("fsd-appender".into())
                 .spawn(move || {
                     let mut chunks = chunks;
-                    let mut failure = None;
+                    let mut outcome = Ok(());
                     for data in queue {
-                        if failure.is_none()
-                            && let Err(error) = store.append_chunks(&mut chunks, &data)
-                        {
-                            failure = Some(error);
+                        if outcome.is_ok() {
+                            outcome = store.append_chunks(&mut chunks, &data);
                         }
                     }
-                    failure.map_or(Ok(chunks), Err)
+                    (chunks, outcome)
                 })
                 .map_err(Error::io("starting a thread to store a file"))?;
             appender.worker = Some(Worker { writes, done });
@@ -137,10 +152,11 @@ impl Store {
     fn gather<'a>(&self, appender: &'a mut Appender) -> Result<&'a mut Chunks> {
         if let Some(Worker { writes, done }) = appender.worker.take() {
             drop(writes);
-            let chunks = done
+            let (chunks, outcome) = done
                 .join()
-                .map_err(|_| Error::Corrupt("the thread storing a file failed".into()))??;
+                .map_err(|_| Error::Corrupt("the thread storing a file failed".into()))?;
             appender.here = Some(chunks);
+            outcome?;
         }
         appender
             .here
@@ -166,6 +182,9 @@ impl Store {
         for (offset, length) in complete {
             let bytes = &chunks.tail[*offset..offset + length];
             let hash = Hash::of(bytes);
+            // Held before it is looked for, so a sweep cannot take it from now on.
+            self.hold_blob(hash);
+            chunks.held.push(hash);
             // Complete chunks are at least CHUNK_MIN long, so never inline.
             chunks.unsynced |= self.inner.blobs.put(&hash, bytes)?;
             chunks.cut.push(hash, *length as u64);
@@ -242,6 +261,10 @@ impl Store {
             let attr = attr.ok_or_else(|| Error::Corrupt("nothing committed".into()))?;
             return Ok((attr, false));
         };
+        // Named by the index now: the sweep may see them.
+        if let Some(chunks) = appender.here.as_mut() {
+            self.release_blobs(&std::mem::take(&mut chunks.held));
+        }
         appender.base = attr.hash.filter(|_| attr.size > 0);
         appender.committed = appender.len();
         Ok((attr, true))
@@ -338,7 +361,7 @@ mod tests {
         {
             let name = format!("f{n}");
             let ino = new_file(&store, agent, &name);
-            let mut appender = Appender::new(ino, None);
+            let mut appender = Appender::new(&store, ino, None);
             let mut expected = Vec::new();
             // Commit now and then, as flushes do, and go on appending.
             for (i, part) in data.chunks(*piece).take(4000).enumerate() {
@@ -362,7 +385,7 @@ mod tests {
     fn a_change_made_elsewhere_meanwhile_is_kept_under_the_new_bytes() {
         let (_dir, store, agent) = store();
         let ino = new_file(&store, agent, "f");
-        let mut appender = Appender::new(ino, None);
+        let mut appender = Appender::new(&store, ino, None);
         store.append(&mut appender, b"hello").unwrap();
         store.commit_appended(agent, &mut appender).unwrap();
         store.append(&mut appender, b" world").unwrap();
@@ -382,11 +405,11 @@ mod tests {
         let (_dir, store, agent) = store();
         let ino = new_file(&store, agent, "f");
         let old = pseudo_random(3 * 1024 * 1024, 22);
-        let mut first = Appender::new(ino, None);
+        let mut first = Appender::new(&store, ino, None);
         store.append(&mut first, &old).unwrap();
         let (attr, _) = store.commit_appended(agent, &mut first).unwrap();
         let new = pseudo_random(2 * 1024 * 1024 + 5, 23);
-        let mut second = Appender::new(ino, attr.hash);
+        let mut second = Appender::new(&store, ino, attr.hash);
         store.append(&mut second, &new).unwrap();
         let (attr, going_on) = store.commit_appended(agent, &mut second).unwrap();
         assert!(!going_on);
@@ -397,10 +420,34 @@ mod tests {
 
         // Covering the whole file replaces it.
         let newer = pseudo_random(3 * 1024 * 1024 + 1, 24);
-        let mut third = Appender::new(ino, attr.hash);
+        let mut third = Appender::new(&store, ino, attr.hash);
         store.append(&mut third, &newer).unwrap();
         let (_, going_on) = store.commit_appended(agent, &mut third).unwrap();
         assert!(going_on);
         assert!(read(&store, agent, "f") == newer);
+    }
+
+    #[test]
+    fn the_sweep_leaves_blobs_of_uncommitted_content_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            durable: false,
+            sweep_grace: std::time::Duration::ZERO,
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        let agent = store.create_agent("a").unwrap().id;
+        let ino = new_file(&store, agent, "f");
+        let data = pseudo_random(7 * 1024 * 1024, 25);
+        let mut appender = Appender::new(&store, ino, None);
+        for part in data.chunks(1 << 20) {
+            store.append(&mut appender, part).unwrap();
+        }
+        assert!(!store.gather(&mut appender).unwrap().cut.chunks.is_empty());
+        store.sweep().unwrap();
+        store.commit_appended(agent, &mut appender).unwrap();
+        assert!(read(&store, agent, "f") == data);
+        drop(appender);
+        assert!(store.inner.held.lock().unwrap().is_empty());
+        assert!(store.fsck().unwrap().is_clean());
     }
 }
