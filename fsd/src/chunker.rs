@@ -64,7 +64,7 @@ impl Manifest {
         Some(index.saturating_sub(1))
     }
 
-    fn push(&mut self, hash: Hash, len: u64) {
+    pub(crate) fn push(&mut self, hash: Hash, len: u64) {
         self.chunks.push(ChunkRef {
             offset: self.size,
             len,

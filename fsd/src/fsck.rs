@@ -110,7 +110,12 @@ pub(crate) fn check(index: &Index, blobs: &dyn BlobStore) -> Result<FsckReport> 
     })
 }
 
-pub(crate) fn sweep(index: &Index, blobs: &dyn BlobStore, grace: Duration) -> Result<SweepReport> {
+pub(crate) fn sweep(
+    index: &Index,
+    blobs: &dyn BlobStore,
+    grace: Duration,
+    held: &dyn Fn(&Hash) -> bool,
+) -> Result<SweepReport> {
     let mut report = SweepReport::default();
     let now = SystemTime::now();
     let cutoff = now
@@ -124,6 +129,9 @@ pub(crate) fn sweep(index: &Index, blobs: &dyn BlobStore, grace: Duration) -> Re
         // on disk checks again, under the same lock, before naming it.
         index.write(|tx| {
             for (hash, size, in_file) in batch {
+                if held(hash) {
+                    continue;
+                }
                 if tx.delete_unreferenced_blob(hash)? {
                     if *in_file {
                         blobs.remove(hash)?;
@@ -137,7 +145,7 @@ pub(crate) fn sweep(index: &Index, blobs: &dyn BlobStore, grace: Duration) -> Re
     }
     for (hash, size, modified) in blobs.list()? {
         let old_enough = now.duration_since(modified).is_ok_and(|age| age >= grace);
-        if old_enough {
+        if old_enough && !held(&hash) {
             index.write(|tx| {
                 if !tx.has_blob(&hash)? {
                     blobs.remove(&hash)?;

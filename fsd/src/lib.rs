@@ -6,7 +6,7 @@
 //! ```text
 //! <data-dir>/index.db        the SQLite index (see `docs/fsd-format.md`)
 //! <data-dir>/blobs/ab/cd...  blob files named by their blake3 hash
-//! <data-dir>/tmp/            blob files being written
+//! <data-dir>/tmp/ab/         blob files being written
 //! ```
 //!
 //! Snapshots do not copy the tree: every inode and directory entry row carries the range of

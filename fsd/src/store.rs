@@ -9,8 +9,10 @@
 //! The operations here take paths; `store/inodes.rs` has the same operations by inode
 //! number for the FUSE adapter.
 
+mod appender;
 mod inodes;
 
+pub(crate) use appender::Appender;
 pub use inodes::{FsUsage, NewNode, XattrMode};
 
 use std::io::Read;
@@ -57,12 +59,24 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Open-file counts by (agent, inode): see [`Store::pin_inode`].
-    pins: std::sync::Mutex<std::collections::HashMap<(AgentId, u64), usize>>,
+    /// Open files: see [`Store::pin_inode`].
+    pins: std::sync::Mutex<Pins>,
+    /// Blobs stored for content not committed yet (see `store/appender.rs`), with how many
+    /// writers hold each: the sweep leaves them alone.
+    held: std::sync::Mutex<std::collections::HashMap<Hash, usize>>,
     dir: PathBuf,
     index: Index,
     blobs: Box<dyn BlobStore>,
     options: StoreOptions,
+}
+
+/// Which inodes are open, and which of those have lost their last name.
+#[derive(Default)]
+struct Pins {
+    /// Open-handle counts by (agent, inode).
+    counts: std::collections::HashMap<(AgentId, u64), usize>,
+    /// Open inodes unlinked while open: the last close removes them.
+    orphans: std::collections::HashSet<(AgentId, u64)>,
 }
 
 impl Store {
@@ -75,6 +89,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 pins: Default::default(),
+                held: Default::default(),
                 dir: dir.to_owned(),
                 index,
                 blobs: Box::new(blobs),
@@ -241,6 +256,13 @@ impl Store {
         self.inner.blobs.get(hash)
     }
 
+    /// Hints that blob `hash` (`len` bytes) will be read soon (see [`BlobStore::prefetch`]).
+    pub(crate) fn prefetch_blob(&self, hash: &Hash, len: u64) {
+        if len as usize >= INLINE_MAX {
+            self.inner.blobs.prefetch(hash);
+        }
+    }
+
     pub fn readlink(&self, agent: AgentId, path: &FsPath, view: &View) -> Result<Vec<u8>> {
         self.read_tree(agent, view, |tree| {
             let row = tree.resolve(path)?;
@@ -281,12 +303,19 @@ impl Store {
         agent: AgentId,
         f: impl FnOnce(&Tree<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.index().write(|tx| {
+        let mut orphaned = Vec::new();
+        let value = self.index().write(|tx| {
             let before = tx.usage(agent)?;
-            let value = f(&Tree::live(tx, agent)?.with_pins(self.pinned(agent)))?;
+            let tree = Tree::live(tx, agent)?.with_pins(self.pinned(agent));
+            let value = f(&tree)?;
             tx.check_quota(agent, before)?;
+            orphaned = tree.orphaned();
             Ok(value)
-        })
+        })?;
+        for ino in orphaned {
+            self.orphaned(agent, ino)?;
+        }
+        Ok(value)
     }
 
     /// Writes a whole file from `data`, creating or replacing it. Nothing changes unless
@@ -667,7 +696,33 @@ impl Store {
             self.index(),
             self.inner.blobs.as_ref(),
             self.inner.options.sweep_grace,
+            &|hash| self.is_held(hash),
         )
+    }
+
+    /// Keeps the sweep away from blob `hash` until [`Store::release_blobs`]: a writer
+    /// stored it (or found it stored) for content it has not committed yet.
+    pub(crate) fn hold_blob(&self, hash: Hash) {
+        let mut held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held.entry(hash).or_default() += 1;
+    }
+
+    /// Ends one [`Store::hold_blob`] of each of `hashes`.
+    pub(crate) fn release_blobs(&self, hashes: &[Hash]) {
+        let mut held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        for hash in hashes {
+            if let Some(count) = held.get_mut(hash) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(hash);
+                }
+            }
+        }
+    }
+
+    fn is_held(&self, hash: &Hash) -> bool {
+        let held = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.contains_key(hash)
     }
 
     /// Checks every blob exists and hashes to its name, and every reference resolves.

@@ -1,21 +1,26 @@
 //! The filesystem as a mount sees it, independent of FUSE: inode-level operations on one
-//! agent's tree, open-file handles that buffer writes and commit them to the store on
-//! flush, fsync and release (or once the buffer grows large), directory handles that keep
-//! a listing stable while it is read, and read-only views (snapshots, read-only mounts).
+//! agent's tree, open-file handles that commit their writes to the store on flush, fsync
+//! and release (writes from a file's start are stored as they arrive, by an appender;
+//! other writes are buffered and also committed once the buffer grows large), directory
+//! handles that keep a listing stable while it is read, read-only views (snapshots,
+//! read-only mounts), and the attributes kept between requests (`vfs/attrs.rs`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::watch::{Origin, with_origin};
+use crate::store::Appender;
+use crate::watch::{Origin, WatchId, with_origin};
 use crate::{
     AgentId, Attr, DirEntry, Error, FileReader, FsUsage, NewNode, RenameMode, Result, SetAttr,
     Store, View, XattrMode,
 };
 
+mod attrs;
 mod sandbox;
 
+use attrs::{AttrCache, Forget};
 use sandbox::SandboxView;
 
 /// The root directory's inode.
@@ -48,6 +53,9 @@ impl Default for VfsOptions {
 /// One open file.
 struct FileHandle {
     ino: u64,
+    /// Writes from the start of a file that was empty, stored as they arrive (see
+    /// `store/appender.rs`); the other writes are buffered in `pending`.
+    appender: Option<Appender>,
     /// Buffered writes, in order; adjacent writes are merged into one range.
     pending: Vec<(u64, Vec<u8>)>,
     pending_bytes: usize,
@@ -72,6 +80,25 @@ pub struct Vfs {
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
     dirs: Mutex<HashMap<u64, OpenDir>>,
     next_handle: AtomicU64,
+    /// Attributes known to be current (live views only: see `vfs/attrs.rs`).
+    attrs: Option<Arc<AttrCache>>,
+    /// The store watch that keeps `attrs` true to changes made elsewhere.
+    watch: Option<WatchId>,
+}
+
+impl FileHandle {
+    /// Whether this handle has writes not committed yet.
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || self.appender.as_ref().is_some_and(|a| a.has_uncommitted())
+    }
+}
+
+impl Drop for Vfs {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            self.store.unwatch(watch);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,15 +109,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Vfs {
     pub fn new(store: Store, agent: AgentId, options: VfsOptions) -> Vfs {
+        let origin = crate::watch::new_origin();
+        let (attrs, watch) = if options.view == View::Live {
+            let attrs = Arc::new(AttrCache::default());
+            let forget = attrs.clone();
+            let watch = store.watch(agent, origin, move |changes| forget.forget_changes(changes));
+            (Some(attrs), Some(watch))
+        } else {
+            (None, None)
+        };
         Vfs {
             store,
             agent,
-            origin: crate::watch::new_origin(),
+            origin,
             sandbox: options.sandbox.then(SandboxView::new),
             options,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            attrs,
+            watch,
         }
     }
 
@@ -110,6 +148,51 @@ impl Vfs {
     /// Its commits are not flushed to stable storage one by one: [`Vfs::fsync`] does that.
     fn mine<T>(&self, f: impl FnOnce() -> T) -> T {
         with_origin(self.origin, || self.store.deferring_sync(f))
+    }
+
+    /// Runs a change of this view's own ([`Vfs::mine`]) that touches the attributes of
+    /// what `forget` says.
+    fn change<T>(&self, forget: Forget, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some(attrs) = &self.attrs else {
+            return self.mine(f);
+        };
+        let epoch = attrs.begin();
+        let result = self.mine(f);
+        attrs.finish(epoch, forget, &[]);
+        result
+    }
+
+    /// [`Vfs::change`] for a change that returns the attributes it left an inode with
+    /// (`created`: a new inode).
+    fn change_attr(
+        &self,
+        forget: Forget,
+        created: bool,
+        f: impl FnOnce() -> Result<Attr>,
+    ) -> Result<Attr> {
+        let Some(attrs) = &self.attrs else {
+            return self.mine(f);
+        };
+        let epoch = attrs.begin();
+        let result = self.mine(f);
+        let kept: Vec<(&Attr, bool)> = result.iter().map(|attr| (attr, created)).collect();
+        attrs.finish(epoch, forget, &kept);
+        result
+    }
+
+    /// The attributes of `ino` as stored (writes still buffered aside), from the cache
+    /// when it has them.
+    fn stored_attr(&self, ino: u64) -> Result<Attr> {
+        let Some(attrs) = &self.attrs else {
+            return self.store.getattr(self.agent, self.view(), ino);
+        };
+        if let Some(attr) = attrs.get(ino) {
+            return Ok(attr);
+        }
+        let epoch = attrs.epoch();
+        let attr = self.store.getattr(self.agent, self.view(), ino)?;
+        attrs.keep(epoch, &attr);
+        Ok(attr)
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -149,7 +232,7 @@ impl Vfs {
             return Ok(attr);
         }
         self.flush_inode(ino)?;
-        self.store.getattr(self.agent, self.view(), ino)
+        self.stored_attr(ino)
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
@@ -163,9 +246,13 @@ impl Vfs {
                 return Ok(attr);
             }
         }
+        let epoch = self.attrs.as_ref().map(|attrs| attrs.epoch());
         let attr = self.store.lookup(self.agent, self.view(), parent, name)?;
         if self.has_pending(attr.ino) {
             return self.getattr(attr.ino);
+        }
+        if let (Some(attrs), Some(epoch)) = (&self.attrs, epoch) {
+            attrs.keep(epoch, &attr);
         }
         Ok(attr)
     }
@@ -188,12 +275,27 @@ impl Vfs {
             }
             other => other,
         };
-        self.mine(|| self.store.create_at(self.agent, parent, name, node))
+        let create = || self.mine(|| self.store.create_at(self.agent, parent, name, node));
+        let Some(attrs) = &self.attrs else {
+            return create().map(|(created, _)| created);
+        };
+        // The kernel asks for the directory's attributes again after every create (its
+        // mode, to check permissions): keep them as the change left them.
+        let epoch = attrs.begin();
+        let result = create();
+        let kept = match &result {
+            Ok((created, dir)) => vec![(created, true), (dir, false)],
+            Err(_) => Vec::new(),
+        };
+        attrs.finish(epoch, Forget::Inodes(vec![parent]), &kept);
+        result.map(|(created, _)| created)
     }
 
     pub fn remove(&self, parent: u64, name: &[u8], directory: bool) -> Result<()> {
         self.changeable(parent, Some(name))?;
-        self.mine(|| self.store.remove_at(self.agent, parent, name, directory))
+        self.change(Forget::All, || {
+            self.store.remove_at(self.agent, parent, name, directory)
+        })
     }
 
     pub fn rename(
@@ -206,7 +308,7 @@ impl Vfs {
     ) -> Result<()> {
         self.changeable(parent, Some(name))?;
         self.changeable(new_parent, Some(new_name))?;
-        self.mine(|| {
+        self.change(Forget::All, || {
             self.store
                 .rename_at(self.agent, parent, name, new_parent, new_name, mode)
         })
@@ -215,17 +317,30 @@ impl Vfs {
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
         self.changeable(ino, None)?;
         self.changeable(new_parent, Some(new_name))?;
-        self.mine(|| self.store.link_at(self.agent, ino, new_parent, new_name))
+        self.change_attr(Forget::Inodes(vec![ino, new_parent]), false, || {
+            self.store.link_at(self.agent, ino, new_parent, new_name)
+        })
     }
 
     pub fn setattr(&self, ino: u64, changes: &SetAttr) -> Result<Attr> {
         self.changeable(ino, None)?;
         self.flush_inode(ino)?;
-        self.mine(|| self.store.set_attr_ino(self.agent, ino, changes))
+        self.change_attr(Forget::Inodes(vec![ino]), false, || {
+            self.store.set_attr_ino(self.agent, ino, changes)
+        })
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         if self.sandbox.as_ref().is_some_and(|view| view.owns(ino)) {
+            return Err(Error::NoSuchAttribute(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
+        if self
+            .attrs
+            .as_ref()
+            .is_some_and(|attrs| attrs.has_no_xattrs(ino))
+        {
             return Err(Error::NoSuchAttribute(
                 String::from_utf8_lossy(name).into_owned(),
             ));
@@ -237,17 +352,32 @@ impl Vfs {
         if self.sandbox.as_ref().is_some_and(|view| view.owns(ino)) {
             return Ok(Vec::new());
         }
-        self.store.list_xattrs(self.agent, self.view(), ino)
+        let Some(attrs) = &self.attrs else {
+            return self.store.list_xattrs(self.agent, self.view(), ino);
+        };
+        if attrs.has_no_xattrs(ino) {
+            return Ok(Vec::new());
+        }
+        let epoch = attrs.epoch();
+        let names = self.store.list_xattrs(self.agent, self.view(), ino)?;
+        if names.is_empty() {
+            attrs.keep_no_xattrs(epoch, ino);
+        }
+        Ok(names)
     }
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         self.changeable(ino, None)?;
-        self.mine(|| self.store.set_xattr(self.agent, ino, name, value, mode))
+        self.change(Forget::Inodes(vec![ino]), || {
+            self.store.set_xattr(self.agent, ino, name, value, mode)
+        })
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         self.changeable(ino, None)?;
-        self.mine(|| self.store.remove_xattr(self.agent, ino, name))
+        self.change(Forget::Inodes(vec![ino]), || {
+            self.store.remove_xattr(self.agent, ino, name)
+        })
     }
 
     pub fn statfs(&self) -> Result<FsUsage> {
@@ -259,6 +389,7 @@ impl Vfs {
     /// Opens directory `ino`: its listing (with `.` and `..` first) is taken now and read
     /// from the handle until it is released.
     pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let epoch = self.attrs.as_ref().map(|attrs| attrs.epoch());
         let entries = match &self.sandbox {
             Some(view) if view.owns(ino) => Vec::new(),
             Some(view) if ino == ROOT => {
@@ -266,6 +397,17 @@ impl Vfs {
             }
             _ => self.store.read_dir(self.agent, self.view(), ino)?,
         };
+        if let (Some(attrs), Some(epoch)) = (&self.attrs, epoch) {
+            for entry in &entries {
+                if self
+                    .sandbox
+                    .as_ref()
+                    .is_none_or(|view| !view.owns(entry.attr.ino))
+                {
+                    attrs.keep(epoch, &entry.attr);
+                }
+            }
+        }
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         if self.sandbox.as_ref().is_none_or(|view| !view.owns(ino)) {
             self.store.pin_inode(self.agent, ino);
@@ -313,6 +455,7 @@ impl Vfs {
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let file = FileHandle {
             ino,
+            appender: None,
             pending: Vec::new(),
             pending_bytes: 0,
             reader: None,
@@ -335,7 +478,7 @@ impl Vfs {
         let ino = lock(&file).ino;
         self.flush_inode(ino)?;
         let mut file = lock(&file);
-        let current = self.store.getattr(self.agent, self.view(), ino)?;
+        let current = self.stored_attr(ino)?;
         let stale = file
             .reader
             .as_ref()
@@ -358,11 +501,28 @@ impl Vfs {
         Ok(out)
     }
 
-    /// Buffers a write; commits the buffer if it has grown past [`WRITE_BUFFER_MAX`].
+    /// Stores or buffers a write. Writes from the start of a file, each where the previous
+    /// one ended, are chunked and stored as they come; any other write is buffered, and the
+    /// buffer committed if it has grown past [`WRITE_BUFFER_MAX`].
     pub fn write(&self, handle: u64, offset: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
         let file = self.file(handle)?;
         let mut file = lock(&file);
+        file.reader = None;
+        let appending = file.appender.as_ref().map(|a| a.len() == offset);
+        if appending == Some(false) {
+            // No longer sequential: commit what was appended, buffer from here on.
+            self.commit(&mut file)?;
+            file.appender = None;
+        } else if appending.is_none() && offset == 0 && file.pending.is_empty() {
+            let attr = self.stored_attr(file.ino)?;
+            let content = attr.hash.filter(|_| attr.size > 0);
+            file.appender = Some(Appender::new(&self.store, file.ino, content));
+        }
+        if let Some(appender) = file.appender.as_mut() {
+            self.store.append(appender, data)?;
+            return Ok(data.len() as u32);
+        }
         match file.pending.last_mut() {
             Some((start, bytes)) if *start + bytes.len() as u64 == offset => {
                 bytes.extend_from_slice(data)
@@ -370,7 +530,6 @@ impl Vfs {
             _ => file.pending.push((offset, data.to_vec())),
         }
         file.pending_bytes += data.len();
-        file.reader = None;
         if file.pending_bytes >= WRITE_BUFFER_MAX {
             self.commit(&mut file)?;
         }
@@ -410,6 +569,19 @@ impl Vfs {
     }
 
     fn commit(&self, file: &mut FileHandle) -> Result<()> {
+        if let Some(appender) = file.appender.as_mut().filter(|a| a.has_uncommitted()) {
+            let mut going_on = false;
+            let committed = self.change_attr(Forget::Inodes(vec![file.ino]), false, || {
+                let (attr, more) = self.store.commit_appended(self.agent, appender)?;
+                going_on = more;
+                Ok(attr)
+            });
+            if !going_on {
+                // Done, or failed: a failure is reported once, here, as a write-back error.
+                file.appender = None;
+            }
+            committed?;
+        }
         let pending = std::mem::take(&mut file.pending);
         file.pending_bytes = 0;
         if pending.is_empty() {
@@ -420,7 +592,9 @@ impl Vfs {
             .iter()
             .map(|(offset, bytes)| (*offset, bytes.as_slice()))
             .collect();
-        self.mine(|| self.store.write_many_ino(self.agent, file.ino, &writes))?;
+        self.change_attr(Forget::Inodes(vec![file.ino]), false, || {
+            self.store.write_many_ino(self.agent, file.ino, &writes)
+        })?;
         Ok(())
     }
 
@@ -428,7 +602,7 @@ impl Vfs {
         let files: Vec<_> = lock(&self.files).values().cloned().collect();
         files.iter().any(|file| {
             let file = lock(file);
-            file.ino == ino && !file.pending.is_empty()
+            file.ino == ino && file.has_pending()
         })
     }
 
@@ -437,7 +611,7 @@ impl Vfs {
         let files: Vec<_> = lock(&self.files).values().cloned().collect();
         for file in files {
             let mut file = lock(&file);
-            if file.ino == ino && !file.pending.is_empty() {
+            if file.ino == ino && file.has_pending() {
                 self.commit(&mut file)?;
             }
         }

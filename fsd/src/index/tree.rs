@@ -105,6 +105,8 @@ pub(crate) struct Tree<'t> {
     /// Inodes open in a mount: their last unlink leaves them in place, with no links,
     /// until they are closed.
     pinned: Vec<u64>,
+    /// Pinned inodes this tree left without a link (see [`Tree::orphaned`]).
+    orphaned: std::cell::RefCell<Vec<u64>>,
 }
 
 impl<'t> Tree<'t> {
@@ -122,6 +124,7 @@ impl<'t> Tree<'t> {
             generation,
             view: LIVE_VIEW,
             pinned: Vec::new(),
+            orphaned: Default::default(),
         })
     }
 
@@ -139,7 +142,14 @@ impl<'t> Tree<'t> {
             generation: 0,
             view,
             pinned: Vec::new(),
+            orphaned: Default::default(),
         }
+    }
+
+    /// The pinned inodes whose last link this tree removed: they live on without a name
+    /// until their last open handle closes.
+    pub fn orphaned(&self) -> Vec<u64> {
+        self.orphaned.borrow().clone()
     }
 
     pub fn generation(&self) -> i64 {
@@ -489,6 +499,7 @@ impl<'t> Tree<'t> {
                 r.nlink = 0;
                 r.ctime = now;
             })?;
+            self.orphaned.borrow_mut().push(ino);
         } else if is_dir || row.nlink <= 1 {
             self.end_inode(ino)?;
         } else {

@@ -155,13 +155,14 @@ impl Store {
     }
 
     /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
+    /// Returns the new node's attributes and the directory's after the change.
     pub fn create_at(
         &self,
         agent: AgentId,
         parent: u64,
         name: &[u8],
         node: NewNode<'_>,
-    ) -> Result<Attr> {
+    ) -> Result<(Attr, Attr)> {
         check_new_name(parent, name)?;
         self.change(agent, |tree| {
             directory(tree, parent)?;
@@ -186,7 +187,8 @@ impl Store {
                     }
                 }
             };
-            Ok(tree.create(parent, name, row)?.attr())
+            let created = tree.create(parent, name, row)?.attr();
+            Ok((created, tree.get(parent)?.attr()))
         })
     }
 
@@ -417,37 +419,61 @@ impl Store {
     /// removing it; [`Store::unpin_inode`] removes it then.
     pub fn pin_inode(&self, agent: AgentId, ino: u64) {
         let mut pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
-        *pins.entry((agent, ino)).or_default() += 1;
+        *pins.counts.entry((agent, ino)).or_default() += 1;
     }
 
     /// Records that one open handle of `ino` closed; removes the inode if that was the
-    /// last one and no name is left.
+    /// last one and no name is left. Only an inode unlinked while open costs a transaction.
     pub fn unpin_inode(&self, agent: AgentId, ino: u64) -> Result<()> {
-        let last = {
+        let orphan = {
             let mut pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
-            let count = pins.entry((agent, ino)).or_default();
+            let count = pins.counts.entry((agent, ino)).or_default();
             *count = count.saturating_sub(1);
-            let last = *count == 0;
-            if last {
-                pins.remove(&(agent, ino));
+            if *count == 0 {
+                pins.counts.remove(&(agent, ino));
+                pins.orphans.remove(&(agent, ino))
+            } else {
+                false
             }
-            last
         };
-        if last {
-            self.change(agent, |tree| match tree.inode(ino)? {
-                Some(row) if row.nlink == 0 && !self.pinned(agent).contains(&ino) => {
-                    tree.end_inode(ino)
-                }
-                _ => Ok(()),
-            })?;
+        if orphan {
+            self.remove_orphan(agent, ino)?;
         }
         Ok(())
+    }
+
+    /// Called once a change that left pinned inode `ino` without a name has committed: the
+    /// last close removes it, or, if that close came first, this does.
+    pub(crate) fn orphaned(&self, agent: AgentId, ino: u64) -> Result<()> {
+        let closed = {
+            let mut pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
+            let open = pins.counts.contains_key(&(agent, ino));
+            if open {
+                pins.orphans.insert((agent, ino));
+            }
+            !open
+        };
+        if closed {
+            self.remove_orphan(agent, ino)?;
+        }
+        Ok(())
+    }
+
+    /// Ends inode `ino` if it still has no name and nothing has opened it since.
+    fn remove_orphan(&self, agent: AgentId, ino: u64) -> Result<()> {
+        self.change(agent, |tree| match tree.inode(ino)? {
+            Some(row) if row.nlink == 0 && !self.pinned(agent).contains(&ino) => {
+                tree.end_inode(ino)
+            }
+            _ => Ok(()),
+        })
     }
 
     /// Inodes of `agent` that are open somewhere.
     pub(crate) fn pinned(&self, agent: AgentId) -> Vec<u64> {
         let pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
-        pins.keys()
+        pins.counts
+            .keys()
             .filter(|(a, _)| *a == agent)
             .map(|(_, ino)| *ino)
             .collect()
