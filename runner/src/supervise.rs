@@ -1,0 +1,431 @@
+//! One run from start to finish: its cgroup (limits, usage, kill-all), the bwrap process
+//! started as the unprivileged sandbox user with its data descriptors, the timeout, the
+//! output, and a teardown that leaves no process of the run behind.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::bwrap::{self, DataFds, Layout, SANDBOX_BIN};
+use crate::datafd::{self, data_fd};
+use crate::environment;
+use crate::output::{self, Captured, OutputChunk, Stream};
+use crate::seccomp;
+use crate::spec::{InvalidRun, RunSpec, Runtime};
+
+/// The `exit_code` of a run killed at its timeout (as GNU `timeout` reports it).
+pub const TIMEOUT_EXIT_CODE: i32 = 124;
+
+/// How long the output readers may take to finish once every process of the run is gone.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How runs are made on this server.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The bubblewrap binary.
+    pub bwrap: PathBuf,
+    /// The Bun binary (resolved through symlinks); `None` makes typescript runs unavailable.
+    pub bun: Option<PathBuf>,
+    /// The unprivileged user and group runs execute as (bwrap included).
+    pub uid: u32,
+    pub gid: u32,
+    /// Per-run limits, enforced by the run's cgroup.
+    pub memory_bytes: u64,
+    pub max_processes: u64,
+    pub cpu_millicores: u64,
+    /// Size caps of the run's `/tmp` and `/dev/shm`.
+    pub tmp_bytes: u64,
+    /// The most bytes of stdout, and of stderr, a run's result keeps.
+    pub output_bytes: usize,
+    /// The largest file a run may write (`RLIMIT_FSIZE`).
+    pub max_file_bytes: u64,
+    /// The most files a process of the run may have open (`RLIMIT_NOFILE`).
+    pub open_files: u64,
+    /// Whether runs may ask for the network.
+    pub allow_network: bool,
+}
+
+impl RunnerConfig {
+    /// The defaults documented in `docs/operations.md`, with Bun looked up at
+    /// `/usr/local/bin/bun`.
+    pub fn new(uid: u32, gid: u32) -> RunnerConfig {
+        RunnerConfig {
+            bwrap: PathBuf::from("/usr/bin/bwrap"),
+            bun: std::fs::canonicalize("/usr/local/bin/bun").ok(),
+            uid,
+            gid,
+            memory_bytes: 1 << 30,
+            max_processes: 256,
+            cpu_millicores: 1000,
+            tmp_bytes: 256 << 20,
+            output_bytes: 1 << 20,
+            max_file_bytes: 1 << 30,
+            open_files: 1024,
+            allow_network: false,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The program's exit status; `128 + n` if signal `n` ended it;
+    /// [`TIMEOUT_EXIT_CODE`] if the timeout did.
+    pub exit_code: i32,
+    pub timed_out: bool,
+    /// The run hit its memory limit and the kernel killed a process of it.
+    pub oom_killed: bool,
+    /// Wall clock from start to the end of the last process.
+    pub duration: Duration,
+    /// CPU time of every process of the run.
+    pub cpu: Duration,
+    pub peak_memory_bytes: u64,
+}
+
+/// Why a run could not be made.
+#[derive(Debug)]
+pub enum RunError {
+    /// The request is malformed or not allowed.
+    Invalid(InvalidRun),
+    /// This server cannot run it (a runtime is not installed).
+    Unavailable(String),
+    /// Starting or supervising the sandbox failed.
+    Io { context: String, source: io::Error },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Invalid(invalid) => write!(f, "{invalid}"),
+            RunError::Unavailable(message) => f.write_str(message),
+            RunError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+fn io_error(context: &str) -> impl FnOnce(io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Makes runs: owns the cgroup tree they are created in and the seccomp filter.
+pub struct Runner {
+    config: RunnerConfig,
+    cgroups: confine::CgroupTree,
+    seccomp: Vec<u8>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("config", &self.config).finish()
+    }
+}
+
+impl Runner {
+    /// Opens (creating it) the cgroup `agentbox-<purpose>` beneath the server's own, after
+    /// killing and removing the run cgroups a crashed server left in it.
+    pub fn new(config: RunnerConfig, purpose: &str) -> io::Result<Runner> {
+        if config.uid == 0 || config.gid == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "runs must not execute as root: choose a non-zero sandbox uid and gid",
+            ));
+        }
+        let cgroups = confine::CgroupTree::open(purpose)?;
+        let removed = cgroups.remove_leftovers()?;
+        if removed > 0 {
+            tracing::info!(removed, "removed run cgroups left by an earlier server");
+        }
+        Ok(Runner {
+            config,
+            cgroups,
+            seccomp: seccomp::filter_bytes(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// Runs `spec` with `root` (the agent's sandbox view) as its `/`, forwarding output to
+    /// `events` as it happens. Returns once every process of the run is gone.
+    pub async fn run(
+        &self,
+        root: &Path,
+        spec: &RunSpec,
+        events: Option<mpsc::Sender<OutputChunk>>,
+    ) -> Result<RunOutcome, RunError> {
+        spec.validate(self.config.allow_network)
+            .map_err(RunError::Invalid)?;
+        let bun = self.config.bun.as_deref();
+        if spec.runtime == Runtime::Typescript && bun.is_none() {
+            return Err(RunError::Unavailable(
+                "typescript runs need Bun at /usr/local/bin/bun: run scripts/setup.sh".into(),
+            ));
+        }
+        let files = self.data_files(spec).map_err(io_error("preparing the run's files"))?;
+        let env = environment::environment(&spec.env);
+        let command = command(spec.runtime);
+        let args = bwrap::bwrap_args(&Layout {
+            root,
+            bun,
+            network: spec.network,
+            tmp_bytes: self.config.tmp_bytes,
+            shm_bytes: self.config.tmp_bytes / 4,
+            cwd: &spec.cwd,
+            env: &env,
+            fds: files.raw(),
+            code_path: spec.runtime.code_path(),
+            command: &command,
+        });
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let limits = confine::Limits {
+            memory_bytes: Some(self.config.memory_bytes),
+            max_processes: Some(self.config.max_processes),
+            cpu_millicores: Some(self.config.cpu_millicores),
+        };
+        let cgroup = self
+            .cgroups
+            .create(&format!("run-{id}"), &limits)
+            .map_err(io_error("creating the run's cgroup"))?;
+        let joiner = cgroup
+            .joiner()
+            .map_err(io_error("opening the run's cgroup"))?;
+
+        let mut process = self.command(args, joiner, &files);
+        let started = Instant::now();
+        let spawned = process.spawn();
+        drop(files);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+                return Err(RunError::Io {
+                    context: format!("starting {}", self.config.bwrap.display()),
+                    source: error,
+                });
+            }
+        };
+
+        let stdin = child.stdin.take().map(|mut pipe| {
+            let bytes = spec.stdin.clone();
+            tokio::spawn(async move {
+                // The program may exit without reading: a broken pipe is its business.
+                let _ = pipe.write_all(&bytes).await;
+                let _ = pipe.shutdown().await;
+            })
+        });
+        let cap = self.config.output_bytes;
+        let stdout = child.stdout.take().map(|pipe| {
+            tokio::spawn(output::capture(pipe, Stream::Stdout, cap, events.clone()))
+        });
+        let stderr = child.stderr.take().map(|pipe| {
+            tokio::spawn(output::capture(pipe, Stream::Stderr, cap, events))
+        });
+
+        let waited = tokio::time::timeout(spec.timeout, child.wait()).await;
+        let timed_out = waited.is_err();
+
+        // Whatever is left (background processes, or everything on a timeout) dies now.
+        let (cgroup, killed) = tokio::task::spawn_blocking(move || {
+            let killed = cgroup.kill_all();
+            (cgroup, killed)
+        })
+        .await
+        .map_err(|e| RunError::Io {
+            context: "stopping the run".into(),
+            source: io::Error::other(e),
+        })?;
+        let status = match waited {
+            Ok(status) => status,
+            Err(_) => child.wait().await,
+        };
+        let duration = started.elapsed();
+        killed.map_err(io_error("killing the run's processes"))?;
+        let status = status.map_err(io_error("waiting for the run"))?;
+
+        if let Some(task) = stdin {
+            task.abort();
+        }
+        let stdout = drain(stdout).await;
+        let stderr = drain(stderr).await;
+        let (usage, removed) = tokio::task::spawn_blocking(move || {
+            let usage = cgroup.usage();
+            (usage, cgroup.remove())
+        })
+        .await
+        .map_err(|e| RunError::Io {
+            context: "reading the run's usage".into(),
+            source: io::Error::other(e),
+        })?;
+        if let Err(error) = removed {
+            tracing::warn!(%error, "removing a run's cgroup failed");
+        }
+        let usage = usage.map_err(io_error("reading the run's usage"))?;
+
+        Ok(RunOutcome {
+            stdout: String::from_utf8_lossy(&stdout.bytes).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.bytes).into_owned(),
+            stdout_truncated: stdout.truncated,
+            stderr_truncated: stderr.truncated,
+            exit_code: if timed_out {
+                TIMEOUT_EXIT_CODE
+            } else {
+                exit_code(status)
+            },
+            timed_out,
+            oom_killed: usage.oom_killed,
+            duration,
+            cpu: Duration::from_nanos(usage.cpu_ns),
+            peak_memory_bytes: usage.memory_peak_bytes,
+        })
+    }
+
+    /// The anonymous files bwrap copies into the sandbox.
+    fn data_files(&self, spec: &RunSpec) -> io::Result<DataFiles> {
+        let (uid, gid) = (self.config.uid, self.config.gid);
+        Ok(DataFiles {
+            seccomp: data_fd(c"agentbox-seccomp", &self.seccomp)?,
+            code: data_fd(c"agentbox-code", spec.code.as_bytes())?,
+            passwd: data_fd(c"agentbox-passwd", environment::passwd(uid, gid).as_bytes())?,
+            group: data_fd(c"agentbox-group", environment::group(gid).as_bytes())?,
+            hosts: data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?,
+        })
+    }
+
+    /// The bwrap process: in the run's cgroup, in a session of its own, with core dumps off
+    /// and open files and file sizes limited, as the sandbox user without privileges, and
+    /// killed if the server dies.
+    fn command(
+        &self,
+        args: Vec<OsString>,
+        joiner: confine::Joiner,
+        files: &DataFiles,
+    ) -> tokio::process::Command {
+        use confine::Rlimit;
+        let mut command = tokio::process::Command::new(&self.config.bwrap);
+        command
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let fds = files.raw_list();
+        // SAFETY: the hook only calls fcntl on descriptor numbers (async-signal-safe, no
+        // allocation: `fds` is moved in whole).
+        unsafe {
+            command
+                .as_std_mut()
+                .pre_exec(move || datafd::inheritable(&fds));
+        }
+        confine::ChildSetup {
+            cgroup: Some(joiner),
+            new_session: true,
+            rlimits: vec![
+                (Rlimit::Core, 0),
+                (Rlimit::OpenFiles, self.config.open_files),
+                (Rlimit::FileSize, self.config.max_file_bytes),
+            ],
+            credentials: Some(confine::Credentials {
+                uid: self.config.uid,
+                gid: self.config.gid,
+            }),
+            no_new_privileges: true,
+            parent_death_signal: Some(libc::SIGKILL),
+        }
+        .apply_to(command.as_std_mut());
+        command
+    }
+}
+
+struct DataFiles {
+    seccomp: OwnedFd,
+    code: OwnedFd,
+    passwd: OwnedFd,
+    group: OwnedFd,
+    hosts: OwnedFd,
+}
+
+impl DataFiles {
+    fn raw(&self) -> DataFds {
+        let [seccomp, code, passwd, group, hosts] = self.raw_list();
+        DataFds {
+            seccomp,
+            code,
+            passwd,
+            group,
+            hosts,
+        }
+    }
+
+    fn raw_list(&self) -> [i32; 5] {
+        let list = datafd::raw(&[
+            &self.seccomp,
+            &self.code,
+            &self.passwd,
+            &self.group,
+            &self.hosts,
+        ]);
+        [list[0], list[1], list[2], list[3], list[4]]
+    }
+}
+
+/// The interpreter command line of a runtime.
+fn command(runtime: Runtime) -> Vec<String> {
+    let code = runtime.code_path().to_string();
+    match runtime {
+        Runtime::Python => vec!["/usr/bin/python3".into(), code],
+        Runtime::Typescript => vec![format!("{SANDBOX_BIN}/bun"), "run".into(), code],
+        Runtime::Bash => vec!["/bin/bash".into(), code],
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    }
+}
+
+/// The captured stream, once its reader finishes (it does once the run's processes are
+/// gone; a reader still going after [`OUTPUT_DRAIN_TIMEOUT`] is abandoned).
+async fn drain(task: Option<tokio::task::JoinHandle<io::Result<Captured>>>) -> Captured {
+    let Some(task) = task else {
+        return Captured::default();
+    };
+    let abort = task.abort_handle();
+    match tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, task).await {
+        Ok(Ok(Ok(captured))) => captured,
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "reading a run's output failed");
+            Captured::default()
+        }
+        Ok(Err(_)) | Err(_) => {
+            abort.abort();
+            tracing::warn!("a run's output did not end after its processes were gone");
+            Captured::default()
+        }
+    }
+}
