@@ -117,7 +117,7 @@ pub fn bwrap_args(layout: &Layout<'_>) -> Vec<OsString> {
         (fds.group, "/etc/group"),
         (fds.hosts, "/etc/hosts"),
     ] {
-        args.push(["--perms", "0644", "--ro-bind-data"]);
+        args.push(["--perms", "0644", "--file"]);
         args.push([fd.to_string()]);
         args.push([path]);
     }
@@ -127,7 +127,7 @@ pub fn bwrap_args(layout: &Layout<'_>) -> Vec<OsString> {
         args.path(bun);
         args.push([format!("{SANDBOX_BIN}/bun")]);
     }
-    args.push(["--perms", "0444", "--ro-bind-data"]);
+    args.push(["--perms", "0444", "--file"]);
     args.push([fds.code.to_string()]);
     args.push([layout.code_path]);
     args.push(["--remount-ro", "/run"]);
@@ -230,7 +230,7 @@ mod tests {
         assert!(root < usr && root < proc && root < tmp && root < etc);
         assert!(find(&args, &["--size", "1048576", "--tmpfs", "/tmp"]).is_some());
         assert!(find(&args, &["--remount-ro", "/etc"]).unwrap() > etc);
-        assert!(find(&args, &["--ro-bind-data", "11", "/run/agentbox/main.py"]).is_some());
+        assert!(find(&args, &["--file", "11", "/run/agentbox/main.py"]).is_some());
         assert!(find(&args, &["--ro-bind", "/opt/bun/bun.exe", "/run/agentbox/bin/bun"]).is_some());
         assert!(find(&args, &["--chdir", "/work"]).is_some());
     }

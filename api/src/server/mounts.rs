@@ -20,13 +20,12 @@ pub fn sandbox_mounts(
         .mount_dir
         .clone()
         .unwrap_or_else(|| args.data.data_dir.join("mounts"));
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // Code in a run owns its tree: the view shows every file as the sandbox user's.
     let options = fsd::mounts::MountManagerOptions {
         base,
         idle: Duration::from_secs(args.mount_idle_seconds),
-        uid,
-        gid,
+        uid: args.sandbox_uid,
+        gid: args.sandbox_gid,
         threads: 4,
     };
     Ok(Some(fsd::mounts::MountManager::new(
