@@ -173,6 +173,7 @@ impl Runner {
         spec: &RunSpec,
         events: Option<mpsc::Sender<OutputChunk>>,
     ) -> Result<RunOutcome, RunError> {
+        let begun = Instant::now();
         spec.validate(self.config.allow_network)
             .map_err(RunError::Invalid)?;
         let bun = self.config.bun.as_deref();
@@ -197,6 +198,7 @@ impl Runner {
             command: &command,
         });
 
+        let prepared = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let limits = confine::Limits {
             memory_bytes: Some(self.config.memory_bytes),
@@ -211,6 +213,7 @@ impl Runner {
             .joiner()
             .map_err(io_error("opening the run's cgroup"))?;
 
+        let cgroup_ready = Instant::now();
         let mut process = self.command(args, joiner, &files);
         let started = Instant::now();
         let spawned = process.spawn();
@@ -260,6 +263,7 @@ impl Runner {
             Err(_) => child.wait().await,
         };
         let duration = started.elapsed();
+        let ended = Instant::now();
         killed.map_err(io_error("killing the run's processes"))?;
         let status = status.map_err(io_error("waiting for the run"))?;
 
@@ -281,6 +285,13 @@ impl Runner {
             tracing::warn!(%error, "removing a run's cgroup failed");
         }
         let usage = usage.map_err(io_error("reading the run's usage"))?;
+        tracing::debug!(
+            prepare_ms = ms(prepared - begun),
+            cgroup_ms = ms(cgroup_ready - prepared),
+            run_ms = ms(duration),
+            teardown_ms = ms(ended.elapsed()),
+            "run phases"
+        );
 
         Ok(RunOutcome {
             stdout: String::from_utf8_lossy(&stdout.bytes).into_owned(),
@@ -428,4 +439,8 @@ async fn drain(task: Option<tokio::task::JoinHandle<io::Result<Captured>>>) -> C
             Captured::default()
         }
     }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }

@@ -8,6 +8,8 @@
 
 #[path = "e2e/support.rs"]
 mod support;
+#[path = "e2e/run_support.rs"]
+mod run_support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
@@ -27,6 +29,10 @@ mod files;
 mod isolation;
 #[path = "e2e/remote_mount.rs"]
 mod remote_mount;
+#[path = "e2e/runs.rs"]
+mod runs;
+#[path = "e2e/adversarial.rs"]
+mod adversarial;
 #[path = "e2e/service.rs"]
 mod service;
 #[path = "e2e/snapshots.rs"]

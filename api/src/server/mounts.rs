@@ -1,7 +1,7 @@
 //! The agents' sandbox mounts as the server runs them: made at start (after cleaning up
 //! what a crashed server left), idle ones unmounted in the background.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +16,7 @@ pub fn sandbox_mounts(
         tracing::warn!("/dev/fuse is missing: sandbox mounts are unavailable (install fuse3)");
         return Ok(None);
     }
-    let base = args
-        .mount_dir
-        .clone()
-        .unwrap_or_else(|| args.data.data_dir.join("mounts"));
+    let base = mount_base(args);
     // Code in a run owns its tree: the view shows every file as the sandbox user's.
     let options = fsd::mounts::MountManagerOptions {
         base,
@@ -32,6 +29,13 @@ pub fn sandbox_mounts(
         store.clone(),
         options,
     )?))
+}
+
+/// Where the agents' sandbox views are mounted: `--mount-dir`, or `<data-dir>/mounts`.
+pub fn mount_base(args: &crate::cli::ServeArgs) -> PathBuf {
+    args.mount_dir
+        .clone()
+        .unwrap_or_else(|| args.data.data_dir.join("mounts"))
 }
 
 /// Unmounts sandbox views nothing has used for a while, checking every ten seconds.
