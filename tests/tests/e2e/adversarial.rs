@@ -85,7 +85,7 @@ fn another_agents_tree_is_not_reachable() {
     c.put("/secret-of-first/marker-7f3a.txt", b"first agent only");
     let second = server.create_agent("second", &[]);
     let out = second.bash_ok(
-        "find / -name 'marker-7f3a*' 2>/dev/null; grep -r 'first agent only' / \
+        "find / -name 'marker-7f3a*' 2>/dev/null; grep -r 'first agent onl[y]' / \
          --exclude-dir=proc --exclude-dir=usr -l 2>/dev/null; echo searched",
     );
     assert_eq!(out, "searched\n");
@@ -330,9 +330,50 @@ fn no_capabilities_are_held() {
 #[test]
 fn the_code_runs_as_the_unprivileged_sandbox_user() {
     let (server, c) = setup();
-    let out = c.bash_ok("id -u; id -g; awk '{print $1, $2}' /proc/self/uid_map");
-    assert_eq!(out, "61000\n61000\n61000 61000\n");
+    let out = c.bash_ok("id -u; id -g; wc -l < /proc/self/uid_map");
+    assert_eq!(out, "61000\n61000\n1\n");
+    // Seen from the host, every process of a run (bwrap included) is the sandbox user.
+    let slow = {
+        let c = c.clone();
+        std::thread::spawn(move || c.run("bash", "sleep 3 & sleep 3"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen.len() < 3 && Instant::now() < deadline {
+        seen = run_processes(&server);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen.len() >= 3, "found only {seen:?}");
+    for (pid, uids) in &seen {
+        assert!(
+            uids.split_whitespace().all(|u| u == "61000"),
+            "process {pid} has uids {uids}"
+        );
+    }
+    slow.join().unwrap();
     assert_healthy(&server);
+}
+
+/// The processes of `server`'s runs on the host, with their `Uid:` line.
+fn run_processes(server: &Server) -> Vec<(u32, String)> {
+    let data_dir = std::fs::canonicalize(&server.data_dir).unwrap();
+    let hash = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
+    let group = format!("agentbox-runs-{}", &hash[..16]);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        if !cgroup.contains(&group) {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some(uids) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
+            found.push((pid, uids.trim().to_string()));
+        }
+    }
+    found
 }
 
 #[test]
