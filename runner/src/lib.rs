@@ -28,4 +28,4 @@ pub use spec::{
     DEFAULT_TIMEOUT, InvalidKind, InvalidRun, MAX_ENV_BYTES, MAX_ENV_VARS, MAX_TIMEOUT, RunSpec,
     Runtime,
 };
-pub use supervise::{RunError, RunOutcome, Runner, RunnerConfig, TIMEOUT_EXIT_CODE};
+pub use supervise::{BareSandbox, RunError, RunOutcome, Runner, RunnerConfig, TIMEOUT_EXIT_CODE};

@@ -182,21 +182,8 @@ impl Runner {
                 "typescript runs need Bun at /usr/local/bin/bun: run scripts/setup.sh".into(),
             ));
         }
-        let files = self.data_files(spec).map_err(io_error("preparing the run's files"))?;
-        let env = environment::environment(&spec.env);
-        let command = command(spec.runtime);
-        let args = bwrap::bwrap_args(&Layout {
-            root,
-            bun,
-            network: spec.network,
-            tmp_bytes: self.config.tmp_bytes,
-            shm_bytes: self.config.tmp_bytes / 4,
-            cwd: &spec.cwd,
-            env: &env,
-            fds: files.raw(),
-            code_path: spec.runtime.code_path(),
-            command: &command,
-        });
+        let Invocation { args, files } = Invocation::new(&self.config, &self.seccomp, root, spec)
+            .map_err(io_error("preparing the run's files"))?;
 
         let prepared = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -311,18 +298,6 @@ impl Runner {
         })
     }
 
-    /// The anonymous files bwrap copies into the sandbox.
-    fn data_files(&self, spec: &RunSpec) -> io::Result<DataFiles> {
-        let (uid, gid) = (self.config.uid, self.config.gid);
-        Ok(DataFiles {
-            seccomp: data_fd(c"agentbox-seccomp", &self.seccomp)?,
-            code: data_fd(c"agentbox-code", spec.code.as_bytes())?,
-            passwd: data_fd(c"agentbox-passwd", environment::passwd(uid, gid).as_bytes())?,
-            group: data_fd(c"agentbox-group", environment::group(gid).as_bytes())?,
-            hosts: data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?,
-        })
-    }
-
     /// The bwrap process: in the run's cgroup, in a session of its own, with core dumps off
     /// and open files and file sizes limited, as the sandbox user without privileges, and
     /// killed if the server dies.
@@ -332,40 +307,114 @@ impl Runner {
         joiner: confine::Joiner,
         files: &DataFiles,
     ) -> tokio::process::Command {
-        use confine::Rlimit;
-        let mut command = tokio::process::Command::new(&self.config.bwrap);
+        let mut command = tokio::process::Command::from(bwrap_command(&self.config, args, files));
         command
-            .args(args)
-            .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let fds = files.raw_list();
-        // SAFETY: the hook only calls fcntl on descriptor numbers (async-signal-safe, no
-        // allocation: `fds` is moved in whole).
-        unsafe {
-            command
-                .as_std_mut()
-                .pre_exec(move || datafd::inheritable(&fds));
-        }
-        confine::ChildSetup {
-            cgroup: Some(joiner),
-            new_session: true,
-            rlimits: vec![
-                (Rlimit::Core, 0),
-                (Rlimit::OpenFiles, self.config.open_files),
-                (Rlimit::FileSize, self.config.max_file_bytes),
-            ],
-            credentials: Some(confine::Credentials {
-                uid: self.config.uid,
-                gid: self.config.gid,
-            }),
-            no_new_privileges: true,
-            parent_death_signal: Some(libc::SIGKILL),
-        }
-        .apply_to(command.as_std_mut());
+        child_setup(&self.config, Some(joiner)).apply_to(command.as_std_mut());
         command
+    }
+}
+
+/// `bwrap` with `args`, an empty environment, and `files` inherited.
+fn bwrap_command(
+    config: &RunnerConfig,
+    args: Vec<OsString>,
+    files: &DataFiles,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(&config.bwrap);
+    command.args(args).env_clear();
+    let fds = files.raw_list();
+    // SAFETY: the hook only calls fcntl on descriptor numbers (async-signal-safe, no
+    // allocation: `fds` is moved in whole).
+    unsafe {
+        command.pre_exec(move || datafd::inheritable(&fds));
+    }
+    command
+}
+
+/// What is done to the bwrap process before exec: the run's cgroup (if any), a session of
+/// its own, no core dumps, open files and file sizes limited, the sandbox user without
+/// privileges, killed if the server dies.
+fn child_setup(config: &RunnerConfig, cgroup: Option<confine::Joiner>) -> confine::ChildSetup {
+    use confine::Rlimit;
+    confine::ChildSetup {
+        cgroup,
+        new_session: true,
+        rlimits: vec![
+            (Rlimit::Core, 0),
+            (Rlimit::OpenFiles, config.open_files),
+            (Rlimit::FileSize, config.max_file_bytes),
+        ],
+        credentials: Some(confine::Credentials {
+            uid: config.uid,
+            gid: config.gid,
+        }),
+        no_new_privileges: true,
+        parent_death_signal: Some(libc::SIGKILL),
+    }
+}
+
+/// A run's bwrap arguments and the data files they name.
+struct Invocation {
+    args: Vec<OsString>,
+    files: DataFiles,
+}
+
+impl Invocation {
+    fn new(config: &RunnerConfig, seccomp: &[u8], root: &Path, spec: &RunSpec) -> io::Result<Invocation> {
+        let (uid, gid) = (config.uid, config.gid);
+        let files = DataFiles {
+            seccomp: data_fd(c"agentbox-seccomp", seccomp)?,
+            code: data_fd(c"agentbox-code", spec.code.as_bytes())?,
+            passwd: data_fd(c"agentbox-passwd", environment::passwd(uid, gid).as_bytes())?,
+            group: data_fd(c"agentbox-group", environment::group(gid).as_bytes())?,
+            hosts: data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?,
+        };
+        let env = environment::environment(&spec.env);
+        let command = command(spec.runtime);
+        let args = bwrap::bwrap_args(&Layout {
+            root,
+            bun: config.bun.as_deref(),
+            network: spec.network,
+            tmp_bytes: config.tmp_bytes,
+            shm_bytes: config.tmp_bytes / 4,
+            cwd: &spec.cwd,
+            env: &env,
+            fds: files.raw(),
+            code_path: spec.runtime.code_path(),
+            command: &command,
+        });
+        Ok(Invocation { args, files })
+    }
+}
+
+/// The bwrap process of a run exactly as [`Runner::run`] starts it (the same arguments,
+/// user, session and privileges) but without its cgroup, timeout or output handling: the
+/// baseline the run benchmark compares runs with. One per process: bwrap consumes the data
+/// files it is given.
+pub struct BareSandbox {
+    command: std::process::Command,
+    _files: DataFiles,
+}
+
+impl BareSandbox {
+    pub fn new(config: &RunnerConfig, root: &Path, spec: &RunSpec) -> io::Result<BareSandbox> {
+        let Invocation { args, files } =
+            Invocation::new(config, &seccomp::filter_bytes(), root, spec)?;
+        let mut command = bwrap_command(config, args, &files);
+        child_setup(config, None).apply_to(&mut command);
+        Ok(BareSandbox {
+            command,
+            _files: files,
+        })
+    }
+
+    /// The command, to run once (its output is the caller's to direct).
+    pub fn command(&mut self) -> &mut std::process::Command {
+        &mut self.command
     }
 }
 
