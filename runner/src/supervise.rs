@@ -204,6 +204,7 @@ impl Runner {
         let mut process = self.command(args, joiner, &files);
         let started = Instant::now();
         let spawned = process.spawn();
+        let exec_ms = ms(started.elapsed());
         drop(files);
         let mut child = match spawned {
             Ok(child) => child,
@@ -275,6 +276,7 @@ impl Runner {
         tracing::debug!(
             prepare_ms = ms(prepared - begun),
             cgroup_ms = ms(cgroup_ready - prepared),
+            exec_ms,
             run_ms = ms(duration),
             teardown_ms = ms(ended.elapsed()),
             "run phases"

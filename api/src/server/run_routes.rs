@@ -154,10 +154,13 @@ async fn execute(
     turn: RunTurn,
     events: Option<mpsc::Sender<runner::OutputChunk>>,
 ) -> Result<runner::RunOutcome, ApiError> {
+    let begun = std::time::Instant::now();
     let mounts = runs.mounts.clone();
     let id = agent.id;
     let lease = tokio::task::spawn_blocking(move || mounts.acquire(id)).await??;
+    let leased = begun.elapsed();
     let outcome = runs.runner.run(lease.path(), &spec, events).await;
+    let ran = begun.elapsed();
     drop(lease);
     drop(turn);
     let outcome = outcome.map_err(|error| match error {
@@ -170,6 +173,12 @@ async fn execute(
     state
         .blocking(move |store| store.record_run(id, duration_ms, cpu_ms))
         .await?;
+    tracing::debug!(
+        lease_ms = leased.as_secs_f64() * 1000.0,
+        run_ms = (ran - leased).as_secs_f64() * 1000.0,
+        record_ms = (begun.elapsed() - ran).as_secs_f64() * 1000.0,
+        "run request phases"
+    );
     tracing::info!(
         runtime = spec.runtime.name(),
         exit_code = outcome.exit_code,
