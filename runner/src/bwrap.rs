@@ -1,5 +1,6 @@
-//! The bubblewrap command line of a run, built by one pure function ([`bwrap_args`]) from
-//! a [`Layout`], so every hardening flag is visible in one place and checked by tests.
+//! The bubblewrap command line of a run, built by pure functions from a [`Layout`] (the
+//! options, [`bwrap_options`]) and the runtime (the command, [`runtime_command`]), so every
+//! hardening flag is visible in one place and checked by tests.
 //!
 //! The sandbox: the agent's view is `/`; host `/usr` read-only over it; a fresh `/proc`,
 //! a minimal `/dev`, a size-capped `/tmp` and `/dev/shm`; a curated read-only `/etc`
@@ -12,6 +13,8 @@
 use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::Path;
+
+use crate::spec::Runtime;
 
 /// Host files and directories under `/etc` that programs in the sandbox need: the dynamic
 /// linker's cache, Debian's alternatives (`awk`, ...), TLS roots, time zone, Python's
@@ -71,13 +74,30 @@ pub struct Layout<'a> {
     /// The complete environment of the code.
     pub env: &'a [(String, String)],
     pub fds: DataFds,
-    /// Where the code file appears, and the command that runs it.
+    /// Where the code file appears.
     pub code_path: &'a str,
-    pub command: &'a [String],
 }
 
-/// The arguments to `bwrap` (without the program name).
-pub fn bwrap_args(layout: &Layout<'_>) -> Vec<OsString> {
+/// The interpreter command line of a runtime, inside the sandbox.
+pub fn runtime_command(runtime: Runtime) -> Vec<String> {
+    let code = runtime.code_path().to_string();
+    match runtime {
+        Runtime::Python => vec!["/usr/bin/python3".into(), code],
+        Runtime::Typescript => vec![format!("{SANDBOX_BIN}/bun"), "run".into(), code],
+        Runtime::Bash => vec!["/bin/bash".into(), code],
+    }
+}
+
+/// `--` and the runtime's command: what follows the options on bwrap's command line.
+pub fn command_arguments(runtime: Runtime) -> Vec<OsString> {
+    std::iter::once("--".to_string())
+        .chain(runtime_command(runtime))
+        .map(OsString::from)
+        .collect()
+}
+
+/// The options to `bwrap`: everything before the command.
+pub fn bwrap_options(layout: &Layout<'_>) -> Vec<OsString> {
     let mut args = Args::default();
     // Namespaces, privileges, session.
     args.push(["--unshare-all", "--unshare-user", "--unshare-cgroup"]);
@@ -138,8 +158,6 @@ pub fn bwrap_args(layout: &Layout<'_>) -> Vec<OsString> {
     }
     args.push(["--chdir", layout.cwd, "--seccomp"]);
     args.push([fds.seccomp.to_string()]);
-    args.push(["--"]);
-    args.push(layout.command.iter());
     args.0
 }
 
@@ -165,7 +183,7 @@ impl Args {
 mod tests {
     use super::*;
 
-    fn layout<'a>(env: &'a [(String, String)], command: &'a [String], network: bool) -> Layout<'a> {
+    fn layout(env: &[(String, String)], network: bool) -> Layout<'_> {
         Layout {
             root: Path::new("/data/mounts/7"),
             bun: Some(Path::new("/opt/bun/bun.exe")),
@@ -182,7 +200,6 @@ mod tests {
                 hosts: 14,
             },
             code_path: "/run/agentbox/main.py",
-            command,
         }
     }
 
@@ -198,8 +215,7 @@ mod tests {
     #[test]
     fn every_hardening_flag_is_there() {
         let env = vec![("PATH".to_string(), "/usr/bin".to_string())];
-        let command = vec!["/usr/bin/python3".to_string(), "/run/agentbox/main.py".to_string()];
-        let args = strings(&bwrap_args(&layout(&env, &command, false)));
+        let args = strings(&bwrap_options(&layout(&env, false)));
         for flag in [
             "--unshare-all",
             "--unshare-user",
@@ -220,8 +236,7 @@ mod tests {
 
     #[test]
     fn the_agent_view_is_bound_first_and_system_trees_over_it() {
-        let command = vec!["/bin/bash".to_string()];
-        let args = strings(&bwrap_args(&layout(&[], &command, false)));
+        let args = strings(&bwrap_options(&layout(&[], false)));
         let root = find(&args, &["--bind", "/data/mounts/7", "/"]).expect("root bind");
         let usr = find(&args, &["--ro-bind", "/usr", "/usr"]).expect("usr");
         let proc = find(&args, &["--proc", "/proc"]).expect("proc");
@@ -236,25 +251,25 @@ mod tests {
     }
 
     #[test]
-    fn the_command_comes_last_after_a_separator() {
-        let command = vec!["/bin/bash".to_string(), "--weird-flag".to_string()];
-        let args = strings(&bwrap_args(&layout(&[], &command, false)));
-        let n = args.len();
-        assert_eq!(&args[n - 3..], &["--", "/bin/bash", "--weird-flag"]);
+    fn the_command_follows_a_separator() {
+        let args = strings(&command_arguments(Runtime::Python));
+        assert_eq!(args, ["--", "/usr/bin/python3", "/run/agentbox/main.py"]);
+        let args = strings(&command_arguments(Runtime::Typescript));
+        assert_eq!(args, ["--", "/run/agentbox/bin/bun", "run", "/run/agentbox/main.ts"]);
+        let options = strings(&bwrap_options(&layout(&[], false)));
+        assert!(!options.iter().any(|a| a == "--"), "{options:?}");
     }
 
     #[test]
     fn environment_values_are_separate_arguments() {
         let env = vec![("X".to_string(), "a b; $(rm -rf /)".to_string())];
-        let command = vec!["/bin/bash".to_string()];
-        let args = strings(&bwrap_args(&layout(&env, &command, false)));
+        let args = strings(&bwrap_options(&layout(&env, false)));
         assert!(find(&args, &["--setenv", "X", "a b; $(rm -rf /)"]).is_some());
     }
 
     #[test]
     fn network_shares_the_host_network_and_its_resolver() {
-        let command = vec!["/bin/bash".to_string()];
-        let args = strings(&bwrap_args(&layout(&[], &command, true)));
+        let args = strings(&bwrap_options(&layout(&[], true)));
         assert!(args.iter().any(|a| a == "--share-net"));
         assert!(find(&args, &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]).is_some());
     }

@@ -12,7 +12,8 @@
 //! - `environment`: the environment variables and generated `/etc` files of a run.
 //! - `datafd`: bytes passed to bubblewrap through anonymous files.
 //! - `output`: capped, concurrent capture of stdout and stderr, with live chunks.
-//! - `supervise`: one run from spawn to teardown, in its own cgroup.
+//! - `warm`: sandboxes started ahead of their runs, in their own cgroups.
+//! - `supervise`: one run from start to teardown.
 
 mod bwrap;
 mod datafd;
@@ -21,6 +22,7 @@ mod output;
 mod seccomp;
 mod spec;
 mod supervise;
+mod warm;
 
 pub use bwrap::ETC_ENTRIES;
 pub use output::{OutputChunk, Stream};

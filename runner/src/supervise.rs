@@ -7,19 +7,23 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::bwrap::{self, DataFds, Layout, SANDBOX_BIN};
+use crate::bwrap::{self, DataFds, Layout};
 use crate::datafd::{self, data_fd};
 use crate::environment;
 use crate::output::{self, Captured, OutputChunk, Stream};
 use crate::seccomp;
 use crate::spec::{InvalidRun, RunSpec, Runtime};
+use crate::warm::{WarmPool, WarmSandbox};
+
+/// Sandboxes kept started ahead of their runs.
+const WARM_SANDBOXES: usize = 4;
 
 /// The `exit_code` of a run killed at its timeout (as GNU `timeout` reports it).
 pub const TIMEOUT_EXIT_CODE: i32 = 124;
@@ -127,9 +131,7 @@ fn io_error(context: &str) -> impl FnOnce(io::Error) -> RunError + '_ {
 /// Makes runs: owns the cgroup tree they are created in and the seccomp filter.
 pub struct Runner {
     config: RunnerConfig,
-    cgroups: confine::CgroupTree,
-    seccomp: Vec<u8>,
-    next_id: AtomicU64,
+    warm: WarmPool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -153,12 +155,13 @@ impl Runner {
         if removed > 0 {
             tracing::info!(removed, "removed run cgroups left by an earlier server");
         }
-        Ok(Runner {
-            config,
-            cgroups,
-            seccomp: seccomp::filter_bytes(),
-            next_id: AtomicU64::new(1),
-        })
+        let warm = WarmPool::start(
+            config.clone(),
+            Arc::new(cgroups),
+            seccomp::filter_bytes(),
+            WARM_SANDBOXES,
+        )?;
+        Ok(Runner { config, warm })
     }
 
     pub fn config(&self) -> &RunnerConfig {
@@ -182,40 +185,32 @@ impl Runner {
                 "typescript runs need Bun at /usr/local/bin/bun: run scripts/setup.sh".into(),
             ));
         }
-        let Invocation { args, files } = Invocation::new(&self.config, &self.seccomp, root, spec)
-            .map_err(io_error("preparing the run's files"))?;
-
-        let prepared = Instant::now();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let limits = confine::Limits {
-            memory_bytes: Some(self.config.memory_bytes),
-            max_processes: Some(self.config.max_processes),
-            cpu_millicores: Some(self.config.cpu_millicores),
-        };
-        let cgroup = self
-            .cgroups
-            .create(&format!("run-{id}"), &limits)
-            .map_err(io_error("creating the run's cgroup"))?;
-        let joiner = cgroup
-            .joiner()
-            .map_err(io_error("opening the run's cgroup"))?;
-
-        let cgroup_ready = Instant::now();
-        let mut process = self.command(args, joiner, &files);
+        let mut sandbox = self
+            .warm
+            .take(spec.runtime)
+            .await
+            .map_err(io_error("starting the sandbox"))?;
+        let taken = Instant::now();
+        let env = environment::environment(&spec.env);
+        let args = bwrap::bwrap_options(&Layout {
+            root,
+            bun,
+            network: spec.network,
+            tmp_bytes: self.config.tmp_bytes,
+            shm_bytes: self.config.tmp_bytes / 4,
+            cwd: &spec.cwd,
+            env: &env,
+            fds: sandbox.fds,
+            code_path: spec.runtime.code_path(),
+        });
         let started = Instant::now();
-        let spawned = process.spawn();
-        let exec_ms = ms(started.elapsed());
-        drop(files);
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(error) => {
-                let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
-                return Err(RunError::Io {
-                    context: format!("starting {}", self.config.bwrap.display()),
-                    source: error,
-                });
-            }
-        };
+        sandbox
+            .start(&args, spec.code.clone())
+            .await
+            .map_err(io_error("starting the sandbox"))?;
+        let WarmSandbox {
+            cgroup, mut child, ..
+        } = sandbox;
 
         let stdin = child.stdin.take().map(|mut pipe| {
             let bytes = spec.stdin.clone();
@@ -274,9 +269,7 @@ impl Runner {
         }
         let usage = usage.map_err(io_error("reading the run's usage"))?;
         tracing::debug!(
-            prepare_ms = ms(prepared - begun),
-            cgroup_ms = ms(cgroup_ready - prepared),
-            exec_ms,
+            take_ms = ms(taken - begun),
             run_ms = ms(duration),
             teardown_ms = ms(ended.elapsed()),
             "run phases"
@@ -300,24 +293,6 @@ impl Runner {
         })
     }
 
-    /// The bwrap process: in the run's cgroup, in a session of its own, with core dumps off
-    /// and open files and file sizes limited, as the sandbox user without privileges, and
-    /// killed if the server dies.
-    fn command(
-        &self,
-        args: Vec<OsString>,
-        joiner: confine::Joiner,
-        files: &DataFiles,
-    ) -> tokio::process::Command {
-        let mut command = tokio::process::Command::from(bwrap_command(&self.config, args, files));
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        child_setup(&self.config, Some(joiner)).apply_to(command.as_std_mut());
-        command
-    }
 }
 
 /// `bwrap` with `args`, an empty environment, and `files` inherited.
@@ -340,7 +315,7 @@ fn bwrap_command(
 /// What is done to the bwrap process before exec: the run's cgroup (if any), a session of
 /// its own, no core dumps, open files and file sizes limited, the sandbox user without
 /// privileges, killed if the server dies.
-fn child_setup(config: &RunnerConfig, cgroup: Option<confine::Joiner>) -> confine::ChildSetup {
+pub(crate) fn child_setup(config: &RunnerConfig, cgroup: Option<confine::Joiner>) -> confine::ChildSetup {
     use confine::Rlimit;
     confine::ChildSetup {
         cgroup,
@@ -376,8 +351,7 @@ impl Invocation {
             hosts: data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?,
         };
         let env = environment::environment(&spec.env);
-        let command = command(spec.runtime);
-        let args = bwrap::bwrap_args(&Layout {
+        let args = bwrap::bwrap_options(&Layout {
             root,
             bun: config.bun.as_deref(),
             network: spec.network,
@@ -387,8 +361,9 @@ impl Invocation {
             env: &env,
             fds: files.raw(),
             code_path: spec.runtime.code_path(),
-            command: &command,
         });
+        let mut args = args;
+        args.extend(bwrap::command_arguments(spec.runtime));
         Ok(Invocation { args, files })
     }
 }
@@ -449,16 +424,6 @@ impl DataFiles {
             &self.hosts,
         ]);
         [list[0], list[1], list[2], list[3], list[4]]
-    }
-}
-
-/// The interpreter command line of a runtime.
-fn command(runtime: Runtime) -> Vec<String> {
-    let code = runtime.code_path().to_string();
-    match runtime {
-        Runtime::Python => vec!["/usr/bin/python3".into(), code],
-        Runtime::Typescript => vec![format!("{SANDBOX_BIN}/bun"), "run".into(), code],
-        Runtime::Bash => vec!["/bin/bash".into(), code],
     }
 }
 

@@ -347,16 +347,22 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
         std::thread::spawn(move || client.run_request(&json!({"runtime": "bash", "code": "sleep 30"})))
     };
     let tree = run_cgroup_tree(&server);
+    // The run's cgroup and those of the sandboxes started ahead of runs.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while run_groups(&tree).is_empty() {
-        assert!(Instant::now() < deadline, "no run cgroup appeared under {}", tree.display());
+    while !running_sleep(&tree) {
+        assert!(Instant::now() < deadline, "the run did not start under {}", tree.display());
         std::thread::sleep(Duration::from_millis(50));
     }
+    let before = run_groups(&tree);
     server.kill9();
     let _ = slow.join();
-    assert!(!run_groups(&tree).is_empty(), "the crash left no run cgroup to clean up");
+    let left = run_groups(&tree);
+    assert!(!left.is_empty(), "the crash left no run cgroup to clean up");
     server.restart();
-    assert!(run_groups(&tree).is_empty(), "left: {:?}", run_groups(&tree));
+    let after = run_groups(&tree);
+    for group in before.iter().chain(&left) {
+        assert!(!after.contains(group), "{group} survived the restart: {after:?}");
+    }
     assert_eq!(server.client().bash_ok("echo up"), "up\n");
 }
 
@@ -377,6 +383,16 @@ fn run_cgroup_tree(server: &Server) -> std::path::PathBuf {
     std::path::Path::new("/sys/fs/cgroup/memory")
         .join(memory.trim_start_matches('/'))
         .join(format!("agentbox-runs-{}", &hash[..16]))
+}
+
+/// Whether a process of the tree's groups runs `sleep 30`.
+fn running_sleep(tree: &std::path::Path) -> bool {
+    run_groups(tree).iter().any(|group| {
+        let procs = std::fs::read_to_string(tree.join(group).join("cgroup.procs")).unwrap_or_default();
+        procs.lines().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
+        })
+    })
 }
 
 fn run_groups(tree: &std::path::Path) -> Vec<String> {
