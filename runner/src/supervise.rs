@@ -22,8 +22,10 @@ use crate::seccomp;
 use crate::spec::{InvalidRun, RunSpec, Runtime};
 use crate::warm::{WarmPool, WarmSandbox};
 
-/// Sandboxes kept started ahead of their runs.
-const WARM_SANDBOXES: usize = 4;
+/// Sandboxes of each runtime kept started ahead of their runs.
+const WARM_SANDBOXES: usize = 2;
+/// Threads starting sandboxes (each start mostly waits on the kernel).
+const PREPARING_THREADS: usize = 4;
 
 /// The `exit_code` of a run killed at its timeout (as GNU `timeout` reports it).
 pub const TIMEOUT_EXIT_CODE: i32 = 124;
@@ -160,6 +162,7 @@ impl Runner {
             Arc::new(cgroups),
             seccomp::filter_bytes(),
             WARM_SANDBOXES,
+            PREPARING_THREADS,
         )?;
         Ok(Runner { config, warm })
     }

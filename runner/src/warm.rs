@@ -3,11 +3,12 @@
 //! pipe (`bwrap --args FD`); its code arrives through a second pipe. A run takes one, writes
 //! both, and bwrap builds the namespaces from there. Forking, joining the cgroup (slow with
 //! cgroup v1, where every join waits for an RCU grace period) and executing bwrap happen
-//! off the request's path, on one long-lived thread that keeps a few sandboxes ready.
+//! off the request's path, on a few long-lived threads that keep sandboxes of each runtime
+//! ready.
 //!
-//! That thread is also the parent-death reference of every sandbox it starts
-//! (`PR_SET_PDEATHSIG` fires when the thread that forked exits): it lives as long as the
-//! [`WarmPool`].
+//! Those threads are also the parent-death reference of the sandboxes they start
+//! (`PR_SET_PDEATHSIG` fires when the thread that forked exits): they live as long as the
+//! server.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -99,7 +100,11 @@ struct Shared {
 struct State {
     /// Ready sandboxes, one queue per runtime (the command is fixed when bwrap starts).
     queues: [VecDeque<WarmSandbox>; 3],
+    /// Sandboxes being started, per runtime.
+    starting: [usize; 3],
     last_error: Option<String>,
+    /// Numbers the cgroups of this process's sandboxes.
+    next_id: u64,
 }
 
 fn queue_index(runtime: Runtime) -> usize {
@@ -111,28 +116,36 @@ fn queue_index(runtime: Runtime) -> usize {
 }
 
 impl State {
-    /// The runtime whose queue is shortest, if it is below `target`.
+    /// Ready and starting sandboxes of a runtime.
+    fn supply(&self, runtime: Runtime) -> usize {
+        let i = queue_index(runtime);
+        self.queues[i].len() + self.starting[i]
+    }
+
+    /// The runtime with the fewest sandboxes ready or starting, if below `target`.
     fn most_wanted(&self, target: usize) -> Option<Runtime> {
         Runtime::ALL
             .into_iter()
-            .min_by_key(|r| self.queues[queue_index(*r)].len())
-            .filter(|r| self.queues[queue_index(*r)].len() < target)
+            .min_by_key(|r| self.supply(*r))
+            .filter(|r| self.supply(*r) < target)
     }
 }
 
-/// A few warm sandboxes, refilled by a thread of their own.
+/// Warm sandboxes, refilled by threads of their own.
 pub struct WarmPool {
     shared: Arc<Shared>,
 }
 
 impl WarmPool {
-    /// Starts the preparing thread, which keeps `target` sandboxes ready. Must be called
-    /// within a tokio runtime (the sandboxes' pipes belong to it).
+    /// Starts `threads` preparing threads, which keep `target` sandboxes of each runtime
+    /// ready or starting. Must be called within a tokio runtime (the sandboxes' pipes
+    /// belong to it).
     pub fn start(
         config: RunnerConfig,
         cgroups: Arc<confine::CgroupTree>,
         seccomp: Vec<u8>,
         target: usize,
+        threads: usize,
     ) -> io::Result<WarmPool> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("runs need a tokio runtime: {e}")))?;
@@ -143,13 +156,22 @@ impl WarmPool {
             stop: AtomicBool::new(false),
             target: target.max(1),
         });
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("agentbox-sandboxes".into())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                fill(&thread_shared, &config, &cgroups, &seccomp);
-            })?;
+        let seccomp = Arc::new(seccomp);
+        for _ in 0..threads.max(1) {
+            let (shared, config, cgroups, seccomp, runtime) = (
+                shared.clone(),
+                config.clone(),
+                cgroups.clone(),
+                seccomp.clone(),
+                runtime.clone(),
+            );
+            std::thread::Builder::new()
+                .name("agentbox-sandboxes".into())
+                .spawn(move || {
+                    let _runtime = runtime.enter();
+                    fill(&shared, &config, &cgroups, &seccomp);
+                })?;
+        }
         Ok(WarmPool { shared })
     }
 
@@ -190,11 +212,10 @@ fn lock(mutex: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// The preparing thread: keeps `target` sandboxes ready until the pool is dropped, then
 /// drops what it holds (which kills those processes and removes their cgroups).
 fn fill(shared: &Shared, config: &RunnerConfig, cgroups: &confine::CgroupTree, seccomp: &[u8]) {
-    let mut next_id: u64 = 1;
     loop {
-        let runtime = {
+        let (runtime, name) = {
             let mut state = lock(&shared.ready);
-            loop {
+            let runtime = loop {
                 if shared.stop.load(Ordering::SeqCst) {
                     state.queues.iter_mut().for_each(VecDeque::clear);
                     return;
@@ -203,13 +224,16 @@ fn fill(shared: &Shared, config: &RunnerConfig, cgroups: &confine::CgroupTree, s
                     Some(runtime) => break runtime,
                     None => state = shared.wanted.wait(state).unwrap_or_else(|p| p.into_inner()),
                 }
-            }
+            };
+            state.starting[queue_index(runtime)] += 1;
+            state.next_id += 1;
+            (runtime, format!("run-{}-{}", std::process::id(), state.next_id))
         };
-        let name = format!("run-{}-{next_id}", std::process::id());
-        next_id += 1;
-        match prepare(config, cgroups, seccomp, runtime, &name) {
+        let prepared = prepare(config, cgroups, seccomp, runtime, &name);
+        let mut state = lock(&shared.ready);
+        state.starting[queue_index(runtime)] -= 1;
+        match prepared {
             Ok(sandbox) => {
-                let mut state = lock(&shared.ready);
                 state.queues[queue_index(runtime)].push_back(sandbox);
                 state.last_error = None;
                 drop(state);
@@ -217,7 +241,8 @@ fn fill(shared: &Shared, config: &RunnerConfig, cgroups: &confine::CgroupTree, s
             }
             Err(error) => {
                 tracing::warn!(%error, "starting a sandbox failed");
-                lock(&shared.ready).last_error = Some(error.to_string());
+                state.last_error = Some(error.to_string());
+                drop(state);
                 shared.available.notify_waiters();
                 std::thread::sleep(RETRY_PAUSE);
             }
