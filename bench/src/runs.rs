@@ -73,7 +73,11 @@ pub fn run(mut options: Options) -> Result<()> {
     // The sandbox user must reach the agent's view beneath it.
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o711))?;
     let data_dir = work.path().join("data");
-    eprintln!("starting {} serve in {}", binary.display(), data_dir.display());
+    eprintln!(
+        "starting {} serve in {}",
+        binary.display(),
+        data_dir.display()
+    );
     let server = Server::start(&binary, &data_dir, &work.path().join("server.log"))?;
     let client = Client::new(&server.url, &server.key);
     let result = measure(&options, &client, &data_dir);
@@ -89,12 +93,19 @@ pub fn run(mut options: Options) -> Result<()> {
 
     println!(
         "agentbox run benchmark{}",
-        if options.quick { " (--quick: not figures to quote)" } else { "" }
+        if options.quick {
+            " (--quick: not figures to quote)"
+        } else {
+            ""
+        }
     );
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("  machine    {cores} cores, Linux {}", kernel.trim());
-    println!("  server     {} serve, default options, pid {pid}", binary.display());
+    println!(
+        "  server     {} serve, default options, pid {pid}",
+        binary.display()
+    );
     println!(
         "  baseline   the same bwrap command line, user and privileges, over the same \
          agent view, started directly (no server, cgroup or supervision)"
@@ -120,7 +131,16 @@ fn measure(options: &Options, client: &Client, data_dir: &Path) -> Result<Vec<Ta
             "Round trip of hello world, ms ({} samples each, API and bare alternating)",
             options.samples
         ),
-        &["runtime", "API p50", "API p95", "bare p50", "bare p95", "p50 above bare", "target", "met"],
+        &[
+            "runtime",
+            "API p50",
+            "API p95",
+            "bare p50",
+            "bare p95",
+            "p50 above bare",
+            "target",
+            "met",
+        ],
     );
     for (runtime, code, allowed) in HELLO {
         eprintln!("round trips: {}", runtime.name());
@@ -172,8 +192,16 @@ fn measure(options: &Options, client: &Client, data_dir: &Path) -> Result<Vec<Ta
     let api_rate = percentile(&api_rates, 50.0);
     let bare_rate = percentile(&bare_rates, 50.0);
     let ratio = api_rate / bare_rate;
-    throughput.row(vec!["API".into(), format!("{api_rate:.0}"), format!("{:.0}%", ratio * 100.0)]);
-    throughput.row(vec!["bare loop".into(), format!("{bare_rate:.0}"), "100%".into()]);
+    throughput.row(vec![
+        "API".into(),
+        format!("{api_rate:.0}"),
+        format!("{:.0}%", ratio * 100.0),
+    ]);
+    throughput.row(vec![
+        "bare loop".into(),
+        format!("{bare_rate:.0}"),
+        "100%".into(),
+    ]);
     throughput.note(format!(
         "target: at least 80% of the bare loop: {}",
         if ratio >= 0.8 { "met" } else { "NOT met" }
@@ -191,12 +219,20 @@ fn rate(options: &Options, job: impl Fn(usize) -> Result<()> + Sync) -> Result<f
 fn api_run(client: &Client, runtime: runner::Runtime, code: &str) -> Result<()> {
     let result = client.run(runtime.name(), code)?;
     if result["exit_code"] != 0 || result["stdout"] != "hello\n" {
-        bail!("a {} hello world through the API failed: {result}", runtime.name());
+        bail!(
+            "a {} hello world through the API failed: {result}",
+            runtime.name()
+        );
     }
     Ok(())
 }
 
-fn bare_run(config: &runner::RunnerConfig, root: &Path, runtime: runner::Runtime, code: &str) -> Result<()> {
+fn bare_run(
+    config: &runner::RunnerConfig,
+    root: &Path,
+    runtime: runner::Runtime,
+    code: &str,
+) -> Result<()> {
     let spec = runner::RunSpec::new(runtime, code);
     let mut sandbox = runner::BareSandbox::new(config, root, &spec)?;
     let output = sandbox
@@ -223,6 +259,10 @@ fn agent_view(data_dir: &Path) -> Result<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir());
     let view = views.next().context("the server mounted no sandbox view")?;
-    ensure!(views.next().is_none(), "more than one sandbox view in {}", mounts.display());
+    ensure!(
+        views.next().is_none(),
+        "more than one sandbox view in {}",
+        mounts.display()
+    );
     Ok(view)
 }

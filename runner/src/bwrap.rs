@@ -117,7 +117,15 @@ pub fn bwrap_options(layout: &Layout<'_>) -> Vec<OsString> {
     args.push(["--bind"]);
     args.path(layout.root);
     args.push(["/"]);
-    args.push(["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]);
+    args.push([
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]);
     args.push(["--perms", "1777", "--size"]);
     args.push([layout.tmp_bytes.to_string()]);
     args.push(["--tmpfs", "/tmp", "--perms", "1777", "--size"]);
@@ -141,7 +149,14 @@ pub fn bwrap_options(layout: &Layout<'_>) -> Vec<OsString> {
         args.push([fd.to_string()]);
         args.push([path]);
     }
-    args.push(["--remount-ro", "/etc", "--tmpfs", "/run", "--dir", "/run/agentbox"]);
+    args.push([
+        "--remount-ro",
+        "/etc",
+        "--tmpfs",
+        "/run",
+        "--dir",
+        "/run/agentbox",
+    ]);
     if let Some(bun) = layout.bun {
         args.push(["--ro-bind"]);
         args.path(bun);
@@ -204,7 +219,9 @@ mod tests {
     }
 
     fn strings(args: &[OsString]) -> Vec<String> {
-        args.iter().map(|a| a.to_str().unwrap().to_string()).collect()
+        args.iter()
+            .map(|a| a.to_str().unwrap().to_string())
+            .collect()
     }
 
     /// The position of the sequence `needle` in `args`.
@@ -230,7 +247,10 @@ mod tests {
         assert!(find(&args, &["--cap-drop", "ALL"]).is_some());
         assert!(find(&args, &["--seccomp", "10"]).is_some());
         assert!(!args.iter().any(|a| a == "--share-net"));
-        assert!(!args.iter().any(|a| a.starts_with("/sys")), "no /sys: {args:?}");
+        assert!(
+            !args.iter().any(|a| a.starts_with("/sys")),
+            "no /sys: {args:?}"
+        );
         assert!(!args.iter().any(|a| a == "/etc/resolv.conf"));
     }
 
@@ -246,7 +266,13 @@ mod tests {
         assert!(find(&args, &["--size", "1048576", "--tmpfs", "/tmp"]).is_some());
         assert!(find(&args, &["--remount-ro", "/etc"]).unwrap() > etc);
         assert!(find(&args, &["--file", "11", "/run/agentbox/main.py"]).is_some());
-        assert!(find(&args, &["--ro-bind", "/opt/bun/bun.exe", "/run/agentbox/bin/bun"]).is_some());
+        assert!(
+            find(
+                &args,
+                &["--ro-bind", "/opt/bun/bun.exe", "/run/agentbox/bin/bun"]
+            )
+            .is_some()
+        );
         assert!(find(&args, &["--chdir", "/work"]).is_some());
     }
 
@@ -255,7 +281,15 @@ mod tests {
         let args = strings(&command_arguments(Runtime::Python));
         assert_eq!(args, ["--", "/usr/bin/python3", "/run/agentbox/main.py"]);
         let args = strings(&command_arguments(Runtime::Typescript));
-        assert_eq!(args, ["--", "/run/agentbox/bin/bun", "run", "/run/agentbox/main.ts"]);
+        assert_eq!(
+            args,
+            [
+                "--",
+                "/run/agentbox/bin/bun",
+                "run",
+                "/run/agentbox/main.ts"
+            ]
+        );
         let options = strings(&bwrap_options(&layout(&[], false)));
         assert!(!options.iter().any(|a| a == "--"), "{options:?}");
     }
@@ -271,6 +305,12 @@ mod tests {
     fn network_shares_the_host_network_and_its_resolver() {
         let args = strings(&bwrap_options(&layout(&[], true)));
         assert!(args.iter().any(|a| a == "--share-net"));
-        assert!(find(&args, &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]).is_some());
+        assert!(
+            find(
+                &args,
+                &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+            )
+            .is_some()
+        );
     }
 }

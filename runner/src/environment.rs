@@ -11,7 +11,10 @@ pub const USER_NAME: &str = "agent";
 /// any of it).
 pub fn base_environment() -> Vec<(String, String)> {
     [
-        ("PATH", format!("{SANDBOX_BIN}:/usr/local/bin:/usr/bin:/bin")),
+        (
+            "PATH",
+            format!("{SANDBOX_BIN}:/usr/local/bin:/usr/bin:/bin"),
+        ),
         ("HOME", "/tmp".to_string()),
         ("TMPDIR", "/tmp".to_string()),
         ("USER", USER_NAME.to_string()),

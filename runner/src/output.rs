@@ -133,10 +133,14 @@ mod tests {
     #[tokio::test]
     async fn keeps_up_to_the_cap_and_flags_the_rest() {
         let data = vec![b'x'; 10_000];
-        let captured = capture(&data[..], Stream::Stdout, 4096, None).await.unwrap();
+        let captured = capture(&data[..], Stream::Stdout, 4096, None)
+            .await
+            .unwrap();
         assert_eq!(captured.bytes.len(), 4096);
         assert!(captured.truncated);
-        let captured = capture(&data[..], Stream::Stdout, 10_000, None).await.unwrap();
+        let captured = capture(&data[..], Stream::Stdout, 10_000, None)
+            .await
+            .unwrap();
         assert_eq!(captured.bytes.len(), 10_000);
         assert!(!captured.truncated);
     }

@@ -96,7 +96,8 @@ struct Instruction {
     k: u32,
 }
 
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+/// `BPF_LD | BPF_W | BPF_ABS` (the first two are 0).
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40; // BPF_JMP | BPF_JSET | BPF_K
@@ -220,7 +221,10 @@ mod tests {
         assert_eq!(SYS_CLONE as libc::c_long, libc::SYS_clone);
         assert_eq!(SYS_CLONE3 as libc::c_long, libc::SYS_clone3);
         assert_eq!(SYS_IOCTL as libc::c_long, libc::SYS_ioctl);
-        assert_eq!(DENIED_IOCTLS, &[libc::TIOCSTI as u32, libc::TIOCLINUX as u32]);
+        assert_eq!(
+            DENIED_IOCTLS,
+            &[libc::TIOCSTI as u32, libc::TIOCLINUX as u32]
+        );
         let flags = libc::CLONE_NEWNS
             | libc::CLONE_NEWCGROUP
             | libc::CLONE_NEWUTS

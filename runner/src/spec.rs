@@ -251,7 +251,13 @@ mod tests {
 
     #[test]
     fn env_names_values_and_sizes_are_checked() {
-        for (name, value) in [("", "x"), ("1A", "x"), ("A=B", "x"), ("A B", "x"), ("A", "a\0b")] {
+        for (name, value) in [
+            ("", "x"),
+            ("1A", "x"),
+            ("A=B", "x"),
+            ("A B", "x"),
+            ("A", "a\0b"),
+        ] {
             let mut s = spec();
             s.env = vec![(name.into(), value.into())];
             assert!(s.validate(false).is_err(), "{name:?}={value:?}");
@@ -261,7 +267,9 @@ mod tests {
         assert!(s.validate(false).is_ok());
         s.env = vec![("BIG".into(), "x".repeat(MAX_ENV_BYTES))];
         assert!(s.validate(false).is_err());
-        s.env = (0..=MAX_ENV_VARS).map(|i| (format!("V{i}"), "1".into())).collect();
+        s.env = (0..=MAX_ENV_VARS)
+            .map(|i| (format!("V{i}"), "1".into()))
+            .collect();
         assert!(s.validate(false).is_err());
     }
 }

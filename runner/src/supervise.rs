@@ -138,7 +138,9 @@ pub struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("config", &self.config).finish()
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -224,12 +226,14 @@ impl Runner {
             })
         });
         let cap = self.config.output_bytes;
-        let stdout = child.stdout.take().map(|pipe| {
-            tokio::spawn(output::capture(pipe, Stream::Stdout, cap, events.clone()))
-        });
-        let stderr = child.stderr.take().map(|pipe| {
-            tokio::spawn(output::capture(pipe, Stream::Stderr, cap, events))
-        });
+        let stdout = child
+            .stdout
+            .take()
+            .map(|pipe| tokio::spawn(output::capture(pipe, Stream::Stdout, cap, events.clone())));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|pipe| tokio::spawn(output::capture(pipe, Stream::Stderr, cap, events)));
 
         let waited = tokio::time::timeout(spec.timeout, child.wait()).await;
         let timed_out = waited.is_err();
@@ -295,7 +299,6 @@ impl Runner {
             peak_memory_bytes: usage.memory_peak_bytes,
         })
     }
-
 }
 
 /// `bwrap` with `args`, an empty environment, and `files` inherited.
@@ -318,7 +321,10 @@ fn bwrap_command(
 /// What is done to the bwrap process before exec: the run's cgroup (if any), a session of
 /// its own, no core dumps, open files and file sizes limited, the sandbox user without
 /// privileges, killed if the server dies.
-pub(crate) fn child_setup(config: &RunnerConfig, cgroup: Option<confine::Joiner>) -> confine::ChildSetup {
+pub(crate) fn child_setup(
+    config: &RunnerConfig,
+    cgroup: Option<confine::Joiner>,
+) -> confine::ChildSetup {
     use confine::Rlimit;
     confine::ChildSetup {
         cgroup,
@@ -344,7 +350,12 @@ struct Invocation {
 }
 
 impl Invocation {
-    fn new(config: &RunnerConfig, seccomp: &[u8], root: &Path, spec: &RunSpec) -> io::Result<Invocation> {
+    fn new(
+        config: &RunnerConfig,
+        seccomp: &[u8],
+        root: &Path,
+        spec: &RunSpec,
+    ) -> io::Result<Invocation> {
         let (uid, gid) = (config.uid, config.gid);
         let files = DataFiles {
             seccomp: data_fd(c"agentbox-seccomp", seccomp)?,

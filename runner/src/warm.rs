@@ -189,8 +189,13 @@ impl WarmPool {
                     return Ok(sandbox);
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    let reason = state.last_error.clone().unwrap_or_else(|| "none was ready in time".into());
-                    return Err(io::Error::other(format!("no sandbox could be started: {reason}")));
+                    let reason = state
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "none was ready in time".into());
+                    return Err(io::Error::other(format!(
+                        "no sandbox could be started: {reason}"
+                    )));
                 }
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
@@ -227,7 +232,10 @@ fn fill(shared: &Shared, config: &RunnerConfig, cgroups: &confine::CgroupTree, s
             };
             state.starting[queue_index(runtime)] += 1;
             state.next_id += 1;
-            (runtime, format!("run-{}-{}", std::process::id(), state.next_id))
+            (
+                runtime,
+                format!("run-{}-{}", std::process::id(), state.next_id),
+            )
         };
         let prepared = prepare(config, cgroups, seccomp, runtime, &name);
         let mut state = lock(&shared.ready);

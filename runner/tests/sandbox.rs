@@ -71,7 +71,11 @@ async fn the_code_runs_as_the_sandbox_user_in_the_view() {
     let (dir, runner) = setup("identity");
     let root = dir.path().join("root");
     let outcome = runner
-        .run(&root, &spec(Runtime::Bash, "id -u; touch /made-here; pwd"), None)
+        .run(
+            &root,
+            &spec(Runtime::Bash, "id -u; touch /made-here; pwd"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(outcome.stdout, "61000\n/\n", "{outcome:?}");
@@ -103,7 +107,10 @@ async fn output_past_the_cap_is_cut_and_flagged() {
     let outcome = runner
         .run(
             &root,
-            &spec(Runtime::Bash, "head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2"),
+            &spec(
+                Runtime::Bash,
+                "head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2",
+            ),
             None,
         )
         .await

@@ -122,7 +122,9 @@ fn relay(reader: impl Read) -> anyhow::Result<Value> {
                 "result" => return Ok(value),
                 "error" => bail!(
                     "the run failed: {}",
-                    value["error"]["message"].as_str().unwrap_or("unknown error")
+                    value["error"]["message"]
+                        .as_str()
+                        .unwrap_or("unknown error")
                 ),
                 _ => {}
             }

@@ -80,10 +80,14 @@ fn operation(
 
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "invalid_path, reserved_path, invalid_json, invalid_base64, invalid_request or network_not_allowed",
+        400 => {
+            "invalid_path, reserved_path, invalid_json, invalid_base64, invalid_request or network_not_allowed"
+        }
         401 => "unauthorized: missing, malformed, unknown or revoked key",
         404 => "not_found: no such entry or snapshot",
-        429 => "too_many_runs: the agent or the server has as many runs going as allowed (see Retry-After)",
+        429 => {
+            "too_many_runs: the agent or the server has as many runs going as allowed (see Retry-After)"
+        }
         503 => "runs_unavailable: runs cannot be made on this server (the message says why)",
         409 => "not_a_directory, is_a_directory, already_exists or directory_not_empty",
         413 => "too_large: upload over the server's limit",

@@ -66,7 +66,11 @@ impl RunRequest {
                 }
                 Duration::from_secs_f64(seconds)
             }
-            Some(_) => return Err(ApiError::invalid_request("timeout must be a positive number of seconds")),
+            Some(_) => {
+                return Err(ApiError::invalid_request(
+                    "timeout must be a positive number of seconds",
+                ));
+            }
         };
         Ok(runner::RunSpec {
             runtime,
@@ -114,7 +118,10 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/event-stream")))
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().starts_with("text/event-stream"))
+        })
 }
 
 fn invalid_run(invalid: runner::InvalidRun) -> ApiError {
@@ -130,7 +137,8 @@ fn invalid_run(invalid: runner::InvalidRun) -> ApiError {
 
 /// A `cwd` outside the reserved names must be a directory of the agent's tree.
 async fn check_cwd(state: &AppState, agent: &Agent, cwd: &str) -> Result<(), ApiError> {
-    let path = fsd::FsPath::parse(cwd).map_err(|e| ApiError::invalid_request(format!("cwd: {e}")))?;
+    let path =
+        fsd::FsPath::parse(cwd).map_err(|e| ApiError::invalid_request(format!("cwd: {e}")))?;
     if path.is_root() || path.is_reserved() {
         return Ok(());
     }
@@ -140,7 +148,9 @@ async fn check_cwd(state: &AppState, agent: &Agent, cwd: &str) -> Result<(), Api
         .await
         .map_err(|e| ApiError::invalid_request(format!("cwd {cwd}: {}", e.message)))?;
     if attr.kind != fsd::FileType::Directory {
-        return Err(ApiError::invalid_request(format!("cwd {cwd} is not a directory")));
+        return Err(ApiError::invalid_request(format!(
+            "cwd {cwd} is not a directory"
+        )));
     }
     Ok(())
 }

@@ -88,10 +88,13 @@ pub fn set_up(
     args: &ServeArgs,
     mounts: Option<&Arc<fsd::mounts::MountManager>>,
 ) -> Result<Arc<Runs>, String> {
-    let mounts = mounts.ok_or("code runs need the agents' sandbox views, and FUSE is unavailable")?;
+    let mounts =
+        mounts.ok_or("code runs need the agents' sandbox views, and FUSE is unavailable")?;
     let (uid, gid) = (args.sandbox_uid, args.sandbox_gid);
     if uid == 0 || gid == 0 {
-        return Err("code runs never execute as root: --sandbox-uid and --sandbox-gid must not be 0".into());
+        return Err(
+            "code runs never execute as root: --sandbox-uid and --sandbox-gid must not be 0".into(),
+        );
     }
     let mut config = runner::RunnerConfig::new(uid, gid);
     if !config.bwrap.exists() {
@@ -135,7 +138,8 @@ fn reachable_by(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for ancestor in dir.ancestors() {
-        let meta = std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let meta =
+            std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
         let search = if meta.uid() == uid {
             0o100
         } else if meta.gid() == gid {

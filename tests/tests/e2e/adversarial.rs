@@ -97,11 +97,25 @@ fn the_environment_is_only_the_documented_one() {
     let (server, c) = setup();
     let out = c.bash_ok("env | cut -d= -f1 | sort");
     let allowed = [
-        "HOME", "HOSTNAME", "LANG", "LOGNAME", "MPLBACKEND", "OLDPWD", "PATH",
-        "PWD", "PYTHONUNBUFFERED", "SHLVL", "TMPDIR", "USER", "_",
+        "HOME",
+        "HOSTNAME",
+        "LANG",
+        "LOGNAME",
+        "MPLBACKEND",
+        "OLDPWD",
+        "PATH",
+        "PWD",
+        "PYTHONUNBUFFERED",
+        "SHLVL",
+        "TMPDIR",
+        "USER",
+        "_",
     ];
     for name in out.lines() {
-        assert!(allowed.contains(&name), "unexpected variable {name} in:\n{out}");
+        assert!(
+            allowed.contains(&name),
+            "unexpected variable {name} in:\n{out}"
+        );
     }
     assert_healthy(&server);
 }
@@ -123,7 +137,9 @@ fn proc_shows_only_the_runs_own_processes() {
 #[test]
 fn pid_1_is_the_sandbox_init_not_the_hosts() {
     let (server, c) = setup();
-    let out = c.bash_ok("tr '\\0' ' ' </proc/1/cmdline; echo; tr '\\0' '\\n' </proc/1/environ 2>&1 | cut -d= -f1");
+    let out = c.bash_ok(
+        "tr '\\0' ' ' </proc/1/cmdline; echo; tr '\\0' '\\n' </proc/1/environ 2>&1 | cut -d= -f1",
+    );
     assert!(out.starts_with("bwrap") || out.contains("bwrap "), "{out}");
     assert!(!out.contains("AGENTBOX"), "{out}");
     assert!(!out.contains("CARGO"), "{out}");
@@ -145,7 +161,10 @@ fn mountinfo_does_not_reveal_host_paths() {
 #[test]
 fn mount_is_refused() {
     let (server, c) = setup();
-    let result = bash(&c, "mkdir -p /mnt; mount -t tmpfs none /mnt 2>&1; echo status=$?");
+    let result = bash(
+        &c,
+        "mkdir -p /mnt; mount -t tmpfs none /mnt 2>&1; echo status=$?",
+    );
     assert!(!stdout(&result).contains("status=0"), "{result}");
     assert_eq!(syscall_errno(&c, 165, &[0, 0, 0, 0, 0]), EPERM);
     assert_healthy(&server);
@@ -180,8 +199,14 @@ fn setns_is_refused() {
 fn clone_with_namespace_flags_is_refused() {
     let (server, c) = setup();
     // clone(CLONE_NEWUSER | SIGCHLD, ...) and clone(CLONE_NEWPID | SIGCHLD, ...).
-    assert_eq!(syscall_errno(&c, 56, &[0x1000_0000 | 17, 0, 0, 0, 0]), EPERM);
-    assert_eq!(syscall_errno(&c, 56, &[0x2000_0000 | 17, 0, 0, 0, 0]), EPERM);
+    assert_eq!(
+        syscall_errno(&c, 56, &[0x1000_0000 | 17, 0, 0, 0, 0]),
+        EPERM
+    );
+    assert_eq!(
+        syscall_errno(&c, 56, &[0x2000_0000 | 17, 0, 0, 0, 0]),
+        EPERM
+    );
     assert_healthy(&server);
 }
 
@@ -190,7 +215,10 @@ fn clone3_is_unavailable_so_flags_stay_checkable() {
     let (server, c) = setup();
     assert_eq!(syscall_errno(&c, 435, &[0, 0]), ENOSYS);
     // Ordinary process creation still works (through clone).
-    assert_eq!(c.bash_ok("(echo child) | cat; sh -c 'echo grandchild'"), "child\ngrandchild\n");
+    assert_eq!(
+        c.bash_ok("(echo child) | cat; sh -c 'echo grandchild'"),
+        "child\ngrandchild\n"
+    );
     assert_healthy(&server);
 }
 
@@ -476,7 +504,10 @@ fn the_agents_quota_stops_a_disk_fill() {
     let result = c.run("bash", "head -c 5000000 /dev/urandom > /big; echo $?");
     assert_ne!(stdout(&result), "0\n", "{result}");
     let usage = c.usage();
-    assert!(usage["storage"]["logical_bytes"].as_u64().unwrap() <= 1_000_000, "{usage}");
+    assert!(
+        usage["storage"]["logical_bytes"].as_u64().unwrap() <= 1_000_000,
+        "{usage}"
+    );
     assert_healthy(&server);
 }
 
@@ -501,7 +532,12 @@ fn both_streams_flooding_at_once_do_not_deadlock() {
         "code": "import sys\nfor i in range(200000):\n    sys.stdout.write('o' * 50 + '\\n')\n    sys.stderr.write('e' * 50 + '\\n')\nprint('end')",
         "timeout": 60,
     }));
-    assert_eq!(result["timed_out"], false, "{}", result["stderr"].as_str().unwrap().len());
+    assert_eq!(
+        result["timed_out"],
+        false,
+        "{}",
+        result["stderr"].as_str().unwrap().len()
+    );
     assert_eq!(result["exit_code"], 0);
     assert_eq!(result["stdout_truncated"], true);
     assert_eq!(result["stderr_truncated"], true);
@@ -512,9 +548,15 @@ fn both_streams_flooding_at_once_do_not_deadlock() {
 fn a_background_process_dies_with_its_run() {
     let (server, c) = setup();
     let started = Instant::now();
-    let result = bash(&c, "(sleep 2; echo late > /late.txt) & disown; nohup sleep 100 >/dev/null 2>&1 & echo main-done");
+    let result = bash(
+        &c,
+        "(sleep 2; echo late > /late.txt) & disown; nohup sleep 100 >/dev/null 2>&1 & echo main-done",
+    );
     assert_eq!(stdout(&result), "main-done\n");
-    assert!(started.elapsed() < Duration::from_secs(10), "the run waited for its children");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run waited for its children"
+    );
     wait_seconds(4);
     c.req("GET", "/v1/compute/fs/stat")
         .query("path", "/late.txt")
@@ -550,9 +592,15 @@ fn network_egress_is_cut() {
         "import socket\nfor addr in [('1.1.1.1', 53), ('8.8.8.8', 443)]:\n    s = socket.socket()\n    s.settimeout(2)\n    try:\n        s.connect(addr)\n        print('connected')\n    except OSError as e:\n        print('refused', e.errno)\n",
     );
     assert!(!stdout(&result).contains("connected"), "{result}");
-    let out = c.bash_ok("ip -o link 2>/dev/null | wc -l; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
+    let out = c.bash_ok(
+        "ip -o link 2>/dev/null | wc -l; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '",
+    );
     assert!(out.lines().any(|l| l == "lo"), "{out}");
-    assert!(!out.lines().any(|l| l.starts_with("eth") || l.starts_with("en")), "{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("eth") || l.starts_with("en")),
+        "{out}"
+    );
     assert_healthy(&server);
 }
 
@@ -570,7 +618,10 @@ fn the_servers_own_port_is_unreachable_on_loopback() {
 #[test]
 fn names_do_not_resolve() {
     let (server, c) = setup();
-    let result = bash(&c, "getent hosts example.com; echo $?; cat /etc/resolv.conf 2>&1 | head -1");
+    let result = bash(
+        &c,
+        "getent hosts example.com; echo $?; cat /etc/resolv.conf 2>&1 | head -1",
+    );
     let out = stdout(&result);
     assert!(out.starts_with('2') || out.starts_with("2\n"), "{out}");
     assert!(out.contains("No such file"), "{out}");
@@ -593,10 +644,16 @@ fn dev_is_minimal() {
     let (server, c) = setup();
     let out = c.bash_ok("ls /dev | tr '\\n' ' '");
     for device in ["sda", "vda", "mem", "kmsg", "fuse", "kvm", "port", "nvme0"] {
-        assert!(!out.split(' ').any(|d| d == device), "/dev has {device}: {out}");
+        assert!(
+            !out.split(' ').any(|d| d == device),
+            "/dev has {device}: {out}"
+        );
     }
     for device in ["null", "zero", "urandom"] {
-        assert!(out.split(' ').any(|d| d == device), "/dev lacks {device}: {out}");
+        assert!(
+            out.split(' ').any(|d| d == device),
+            "/dev lacks {device}: {out}"
+        );
     }
     assert_healthy(&server);
 }
@@ -624,18 +681,40 @@ fn symlinks_to_host_paths_are_not_followed_by_the_api() {
     }));
     assert_eq!(stdout(&result), "made\n", "{result}");
     // Reads through the links are refused; nothing of the host comes back.
-    for path in ["/passwd-link", "/data-link/index.db", "/root-link/.bashrc", "/d/etc-link/hostname"] {
-        let resp = c.req("GET", "/v1/compute/fs/content").query("path", path).call();
-        assert!(resp.status >= 400, "GET {path}: {} {}", resp.status, resp.text());
+    for path in [
+        "/passwd-link",
+        "/data-link/index.db",
+        "/root-link/.bashrc",
+        "/d/etc-link/hostname",
+    ] {
+        let resp = c
+            .req("GET", "/v1/compute/fs/content")
+            .query("path", path)
+            .call();
+        assert!(
+            resp.status >= 400,
+            "GET {path}: {} {}",
+            resp.status,
+            resp.text()
+        );
         assert!(!resp.text().contains("root:x:0:0"), "{}", resp.text());
     }
-    let resp = c.req("GET", "/v1/compute/fs").query("path", "/root-link").call();
+    let resp = c
+        .req("GET", "/v1/compute/fs")
+        .query("path", "/root-link")
+        .call();
     assert!(resp.status >= 400, "{}", resp.text());
     // Writes through them land nowhere on the host.
-    let resp = c.req("PUT", "/v1/compute/fs").json(&json!({"path": "/root-link/planted", "content": "eA=="}));
+    let resp = c
+        .req("PUT", "/v1/compute/fs")
+        .json(&json!({"path": "/root-link/planted", "content": "eA=="}));
     assert!(resp.status >= 400, "{}", resp.text());
     assert!(!std::path::Path::new("/root/planted").exists());
-    let entry = c.req("GET", "/v1/compute/fs/stat").query("path", "/passwd-link").call().ok();
+    let entry = c
+        .req("GET", "/v1/compute/fs/stat")
+        .query("path", "/passwd-link")
+        .call()
+        .ok();
     assert_eq!(entry["type"], "symlink");
     assert_eq!(entry["target"], "/etc/passwd");
     assert_healthy(&server);
@@ -646,7 +725,10 @@ fn symlinks_to_host_paths_are_not_followed_by_the_api() {
 #[test]
 fn huge_arguments_inside_a_run_are_contained() {
     let (server, c) = setup();
-    let result = bash(&c, "big=$(head -c 3000000 /dev/zero | tr '\\0' a); /bin/true \"$big\"; echo status=$?");
+    let result = bash(
+        &c,
+        "big=$(head -c 3000000 /dev/zero | tr '\\0' a); /bin/true \"$big\"; echo status=$?",
+    );
     assert!(stdout(&result).contains("status=126"), "{result}");
     assert_healthy(&server);
 }
@@ -664,7 +746,10 @@ fn a_huge_environment_is_refused_before_anything_runs() {
         (0..1000).map(|i| (format!("V{i}"), json!("1"))).collect();
     c.run_request(&json!({"runtime": "bash", "code": "touch /ran", "env": many}))
         .expect_error(400, "invalid_request");
-    c.req("GET", "/v1/compute/fs/stat").query("path", "/ran").call().expect_error(404, "not_found");
+    c.req("GET", "/v1/compute/fs/stat")
+        .query("path", "/ran")
+        .call()
+        .expect_error(404, "not_found");
     assert_healthy(&server);
 }
 
@@ -674,6 +759,9 @@ fn huge_code_is_refused_with_413() {
     let code = format!("# {}\necho ran > /ran", "x".repeat(3 << 20));
     let resp = c.run_request(&json!({"runtime": "bash", "code": code}));
     resp.expect_error(413, "too_large");
-    c.req("GET", "/v1/compute/fs/stat").query("path", "/ran").call().expect_error(404, "not_found");
+    c.req("GET", "/v1/compute/fs/stat")
+        .query("path", "/ran")
+        .call()
+        .expect_error(404, "not_found");
     assert_healthy(&server);
 }

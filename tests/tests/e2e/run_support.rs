@@ -60,7 +60,10 @@ impl Client {
             "stdout_truncated",
             "stderr_truncated",
         ] {
-            assert!(result.get(field).is_some(), "the result lacks {field}: {result}");
+            assert!(
+                result.get(field).is_some(),
+                "the result lacks {field}: {result}"
+            );
         }
         result
     }

@@ -93,21 +93,57 @@ fn bad_requests_get_clear_400s_and_change_nothing() {
     client.put("/keep.txt", b"kept");
     let before = client.state();
     let bodies = [
-        (json!({"runtime": "ruby", "code": "puts 1"}), "invalid_request"),
+        (
+            json!({"runtime": "ruby", "code": "puts 1"}),
+            "invalid_request",
+        ),
         (json!({"runtime": "bash"}), "invalid_json"),
         (json!({"code": "echo 1"}), "invalid_json"),
         (json!({"runtime": "bash", "code": 5}), "invalid_json"),
-        (json!({"runtime": "bash", "code": "x", "timeout": -1}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "timeout": 0}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "timeout": "10"}), "invalid_json"),
-        (json!({"runtime": "bash", "code": "x", "unknown": 1}), "invalid_json"),
-        (json!({"runtime": "bash", "code": "x", "env": {"1BAD": "x"}}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "env": {"A": "a\u{0}b"}}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "cwd": "relative"}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "cwd": "/a/../b"}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "cwd": "/missing"}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "x", "cwd": "/keep.txt"}), "invalid_request"),
-        (json!({"runtime": "bash", "code": "rm /keep.txt", "network": true}), "network_not_allowed"),
+        (
+            json!({"runtime": "bash", "code": "x", "timeout": -1}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "timeout": 0}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "timeout": "10"}),
+            "invalid_json",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "unknown": 1}),
+            "invalid_json",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "env": {"1BAD": "x"}}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "env": {"A": "a\u{0}b"}}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "cwd": "relative"}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "cwd": "/a/../b"}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "cwd": "/missing"}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "x", "cwd": "/keep.txt"}),
+            "invalid_request",
+        ),
+        (
+            json!({"runtime": "bash", "code": "rm /keep.txt", "network": true}),
+            "network_not_allowed",
+        ),
     ];
     for (body, code) in bodies {
         let resp = client.run_request(&body);
@@ -131,7 +167,8 @@ fn files_persist_between_the_api_and_runs() {
     let server = run_server(&[]);
     let client = server.client();
     client.put("/reports/summary.txt", b"quarterly numbers\n");
-    let out = client.bash_ok("cat /reports/summary.txt; ls -ln /reports/summary.txt | awk '{print $3}'");
+    let out =
+        client.bash_ok("cat /reports/summary.txt; ls -ln /reports/summary.txt | awk '{print $3}'");
     assert_eq!(out, "quarterly numbers\n61000\n");
     let result = client.run(
         "python",
@@ -237,7 +274,9 @@ fn streaming_sends_output_as_it_happens_then_the_result() {
         }));
     resp.expect_status(200);
     assert!(
-        resp.header("content-type").unwrap().starts_with("text/event-stream"),
+        resp.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream"),
         "{:?}",
         resp.headers
     );
@@ -249,12 +288,20 @@ fn streaming_sends_output_as_it_happens_then_the_result() {
         events
             .iter()
             .filter(|e| e.event == stream)
-            .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["text"].as_str().unwrap().to_string())
+            .map(|e| {
+                serde_json::from_str::<Value>(&e.data).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
     assert_eq!(text("stdout"), "one\nthree\n");
     assert_eq!(text("stderr"), "two\n");
-    assert!(comments.iter().any(|c| c == "heartbeat"), "no heartbeat: {comments:?}");
+    assert!(
+        comments.iter().any(|c| c == "heartbeat"),
+        "no heartbeat: {comments:?}"
+    );
     let result: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
     assert_eq!(result["stdout"], "one\nthree\n");
     assert_eq!(result["exit_code"], 0);
@@ -310,7 +357,11 @@ fn the_cli_runs_files_and_standard_input() {
     let server = run_server(&[]);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("hello.py");
-    std::fs::write(&script, "import sys\nprint('hi from a file')\nsys.exit(3)\n").unwrap();
+    std::fs::write(
+        &script,
+        "import sys\nprint('hi from a file')\nsys.exit(3)\n",
+    )
+    .unwrap();
     let base = ["--url", server.url.as_str(), "--key", server.key.as_str()];
     let script_arg = script.to_str().unwrap();
     let mut args = vec!["run", script_arg];
@@ -344,13 +395,19 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     let client = server.client();
     let slow = {
         let client = client.clone();
-        std::thread::spawn(move || client.run_request(&json!({"runtime": "bash", "code": "sleep 30"})))
+        std::thread::spawn(move || {
+            client.run_request(&json!({"runtime": "bash", "code": "sleep 30"}))
+        })
     };
     let tree = run_cgroup_tree(&server);
     // The run's cgroup and those of the sandboxes started ahead of runs.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !running_sleep(&tree) {
-        assert!(Instant::now() < deadline, "the run did not start under {}", tree.display());
+        assert!(
+            Instant::now() < deadline,
+            "the run did not start under {}",
+            tree.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let before = run_groups(&tree);
@@ -361,7 +418,10 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     server.restart();
     let after = run_groups(&tree);
     for group in before.iter().chain(&left) {
-        assert!(!after.contains(group), "{group} survived the restart: {after:?}");
+        assert!(
+            !after.contains(group),
+            "{group} survived the restart: {after:?}"
+        );
     }
     assert_eq!(server.client().bash_ok("echo up"), "up\n");
 }
@@ -375,7 +435,8 @@ fn run_cgroup_tree(server: &Server) -> std::path::PathBuf {
         .find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let _ = parts.next();
-            (parts.next()? .split(',').any(|c| c == "memory")).then(|| parts.next().unwrap().to_string())
+            (parts.next()?.split(',').any(|c| c == "memory"))
+                .then(|| parts.next().unwrap().to_string())
         })
         .expect("this test needs the cgroup v1 memory controller");
     let data_dir = std::fs::canonicalize(&server.data_dir).unwrap();
@@ -388,7 +449,8 @@ fn run_cgroup_tree(server: &Server) -> std::path::PathBuf {
 /// Whether a process of the tree's groups runs `sleep 30`.
 fn running_sleep(tree: &std::path::Path) -> bool {
     run_groups(tree).iter().any(|group| {
-        let procs = std::fs::read_to_string(tree.join(group).join("cgroup.procs")).unwrap_or_default();
+        let procs =
+            std::fs::read_to_string(tree.join(group).join("cgroup.procs")).unwrap_or_default();
         procs.lines().any(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
         })
