@@ -1,6 +1,7 @@
-//! One run from start to finish: its cgroup (limits, usage, kill-all), the bwrap process
-//! started as the unprivileged sandbox user with its data descriptors, the timeout, the
-//! output, and a teardown that leaves no process of the run behind.
+//! One run from start to finish: a warm sandbox (bwrap waiting in its own cgroup as the
+//! unprivileged sandbox user) given its command line and code, stdin, the output, the
+//! timeout, and a teardown that kills the whole cgroup, reads its usage and removes it, so
+//! no process of the run is left behind.
 
 use std::ffi::OsString;
 use std::io;
@@ -130,7 +131,7 @@ fn io_error(context: &str) -> impl FnOnce(io::Error) -> RunError + '_ {
     }
 }
 
-/// Makes runs: owns the cgroup tree they are created in and the seccomp filter.
+/// Makes runs: owns the warm sandboxes and the cgroup tree they are created in.
 pub struct Runner {
     config: RunnerConfig,
     warm: WarmPool,
@@ -237,40 +238,33 @@ impl Runner {
 
         let waited = tokio::time::timeout(spec.timeout, child.wait()).await;
         let timed_out = waited.is_err();
+        let exited = started.elapsed();
 
-        // Whatever is left (background processes, or everything on a timeout) dies now.
-        let (cgroup, killed) = tokio::task::spawn_blocking(move || {
+        // Whatever is left (background processes, or everything on a timeout) dies now;
+        // then the group's figures are final.
+        let ended = Instant::now();
+        let (killed, usage, removed) = tokio::task::spawn_blocking(move || {
             let killed = cgroup.kill_all();
-            (cgroup, killed)
+            let usage = cgroup.usage();
+            (killed, usage, cgroup.remove())
         })
         .await
         .map_err(|e| RunError::Io {
             context: "stopping the run".into(),
             source: io::Error::other(e),
         })?;
+        killed.map_err(io_error("killing the run's processes"))?;
         let status = match waited {
             Ok(status) => status,
             Err(_) => child.wait().await,
         };
-        let duration = started.elapsed();
-        let ended = Instant::now();
-        killed.map_err(io_error("killing the run's processes"))?;
         let status = status.map_err(io_error("waiting for the run"))?;
-
+        let duration = if timed_out { started.elapsed() } else { exited };
         if let Some(task) = stdin {
             task.abort();
         }
         let stdout = drain(stdout).await;
         let stderr = drain(stderr).await;
-        let (usage, removed) = tokio::task::spawn_blocking(move || {
-            let usage = cgroup.usage();
-            (usage, cgroup.remove())
-        })
-        .await
-        .map_err(|e| RunError::Io {
-            context: "reading the run's usage".into(),
-            source: io::Error::other(e),
-        })?;
         if let Err(error) = removed {
             tracing::warn!(%error, "removing a run's cgroup failed");
         }
