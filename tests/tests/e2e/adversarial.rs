@@ -483,6 +483,33 @@ fn a_memory_bomb_is_killed_and_reported() {
 }
 
 #[test]
+fn rlimits_are_a_second_line() {
+    let (server, c) = setup();
+    // No core dumps, 1024 open files, files up to 1 GiB (in 1024-byte blocks).
+    assert_eq!(
+        c.bash_ok("ulimit -c; ulimit -n; ulimit -f"),
+        "0\n1024\n1048576\n"
+    );
+    let result = bash(&c, "ulimit -n 100000 2>&1; echo $?");
+    assert!(!stdout(&result).ends_with("\n0\n"), "{result}");
+    assert_healthy(&server);
+}
+
+#[test]
+fn a_cpu_hog_gets_one_core_at_most() {
+    let (server, c) = setup();
+    let result = c.run_with(json!({
+        "runtime": "bash",
+        "code": "spin() { while :; do :; done; }; spin & spin & spin & sleep 3",
+        "timeout": 20,
+    }));
+    let cpu = result["cpu_ms"].as_u64().unwrap() as f64;
+    let wall = result["duration_ms"].as_u64().unwrap() as f64;
+    assert!(cpu <= wall * 1.15, "{cpu} ms of CPU in {wall} ms: {result}");
+    assert_healthy(&server);
+}
+
+#[test]
 fn filling_tmp_stops_at_its_size() {
     let (server, c) = setup();
     let out = c.bash_ok(
