@@ -241,12 +241,19 @@ impl Runner {
         let exited = started.elapsed();
 
         // Whatever is left (background processes, or everything on a timeout) dies now;
-        // then the group's figures are final.
+        // then the group's figures are final. Removing the group is not the client's wait.
         let ended = Instant::now();
-        let (killed, usage, removed) = tokio::task::spawn_blocking(move || {
+        let (killed, usage) = tokio::task::spawn_blocking(move || {
             let killed = cgroup.kill_all();
             let usage = cgroup.usage();
-            (killed, usage, cgroup.remove())
+            if killed.is_ok() {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = cgroup.remove() {
+                        tracing::warn!(%error, "removing a run's cgroup failed");
+                    }
+                });
+            }
+            (killed, usage)
         })
         .await
         .map_err(|e| RunError::Io {
@@ -265,9 +272,6 @@ impl Runner {
         }
         let stdout = drain(stdout).await;
         let stderr = drain(stderr).await;
-        if let Err(error) = removed {
-            tracing::warn!(%error, "removing a run's cgroup failed");
-        }
         let usage = usage.map_err(io_error("reading the run's usage"))?;
         tracing::debug!(
             take_ms = ms(taken - begun),
