@@ -316,13 +316,14 @@ fn bwrap_command(
     command
 }
 
-/// What is done to the bwrap process before exec: the run's cgroup (if any), a session of
-/// its own, no core dumps, open files and file sizes limited, the sandbox user without
-/// privileges, killed if the server dies.
-pub(crate) fn child_setup(
+/// Prepares the bwrap process before exec: the run's cgroup (if any), a session of its own,
+/// no core dumps, open files and file sizes limited, the sandbox user without privileges,
+/// killed if the server dies.
+pub(crate) fn prepare_child(
     config: &RunnerConfig,
     cgroup: Option<confine::Joiner>,
-) -> confine::ChildSetup {
+    command: &mut std::process::Command,
+) {
     use confine::Rlimit;
     confine::ChildSetup {
         cgroup,
@@ -338,6 +339,21 @@ pub(crate) fn child_setup(
         }),
         no_new_privileges: true,
         parent_death_signal: Some(libc::SIGKILL),
+    }
+    .apply_to(command);
+    // The parent-death signal only covers a server that dies after it was set: one that
+    // died between the fork and then has left the child to another parent. Such a child
+    // must not go on.
+    let server = std::process::id() as libc::pid_t;
+    // SAFETY: getppid is async-signal-safe and the error is made without allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::getppid() == server {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::ESRCH))
+            }
+        });
     }
 }
 
@@ -394,7 +410,7 @@ impl BareSandbox {
         let Invocation { args, files } =
             Invocation::new(config, &seccomp::filter_bytes(), root, spec)?;
         let mut command = bwrap_command(config, args, &files);
-        child_setup(config, None).apply_to(&mut command);
+        prepare_child(config, None, &mut command);
         Ok(BareSandbox {
             command,
             _files: files,

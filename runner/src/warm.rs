@@ -29,7 +29,7 @@ use crate::bwrap::{self, DataFds};
 use crate::datafd::{self, data_fd};
 use crate::environment;
 use crate::spec::Runtime;
-use crate::supervise::{RunnerConfig, child_setup};
+use crate::supervise::{RunnerConfig, prepare_child};
 
 /// How long a run waits for a sandbox before it is told that none can be started.
 const TAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -312,7 +312,7 @@ fn prepare(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    child_setup(config, Some(joiner)).apply_to(command.as_std_mut());
+    prepare_child(config, Some(joiner), command.as_std_mut());
     let child = command.spawn()?;
     // The child has its copies; ours of the read ends and data files close here.
     drop((args_read, code_read, seccomp, passwd, group, hosts));

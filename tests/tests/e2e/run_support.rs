@@ -2,6 +2,7 @@
 //! requests, event-stream parsing, and the check that a server is still healthy after
 //! whatever a run did.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -116,6 +117,66 @@ pub fn assert_healthy(server: &Server) {
     health.expect_status(200);
     let out = server.client().bash_ok("echo still-here");
     assert_eq!(out, "still-here\n");
+}
+
+/// The directories of the run cgroup tree of a server on `data_dir` in every cgroup
+/// hierarchy this process (and so the server) belongs to: `agentbox-runs-<hash of the data
+/// directory>` beneath its own cgroup. Those that exist.
+pub fn run_cgroup_trees(data_dir: &Path) -> Vec<PathBuf> {
+    let Ok(data_dir) = std::fs::canonicalize(data_dir) else {
+        return Vec::new();
+    };
+    let hash = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
+    let name = format!("agentbox-runs-{}", &hash[..16]);
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut trees = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let mounts: Vec<PathBuf> = if controllers.is_empty() {
+            vec!["/sys/fs/cgroup/unified".into(), "/sys/fs/cgroup".into()]
+        } else {
+            controllers
+                .split(',')
+                .map(|c| Path::new("/sys/fs/cgroup").join(c.trim_start_matches("name=")))
+                .collect()
+        };
+        for mount in mounts {
+            let tree = mount.join(path.trim_start_matches('/')).join(&name);
+            if tree.is_dir() && !trees.contains(&tree) {
+                trees.push(tree);
+            }
+        }
+    }
+    trees
+}
+
+/// Removes what a killed server left of its run cgroups (its processes died with it), so
+/// test servers leave no empty cgroups behind. Best effort.
+pub fn remove_run_cgroups(data_dir: &Path) {
+    for tree in run_cgroup_trees(data_dir) {
+        for _attempt in 0..50 {
+            let groups: Vec<PathBuf> = std::fs::read_dir(&tree)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for group in &groups {
+                let _ = std::fs::remove_dir(group);
+            }
+            if std::fs::remove_dir(&tree).is_ok() || !tree.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Waits `seconds`, for effects that a surviving process would have had.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::run_support::{parse_sse, run_server};
+use crate::run_support::{parse_sse, run_cgroup_trees, run_server};
 use crate::support::{Body, Server, agentbox_with_stdin, assert_unchanged, expect_success};
 
 #[test]
@@ -415,6 +415,28 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     let _ = slow.join();
     let left = run_groups(&tree);
     assert!(!left.is_empty(), "the crash left no run cgroup to clean up");
+    // Every sandbox (running or waiting for a run) died with the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Vec<String> = left
+            .iter()
+            .flat_map(|group| {
+                std::fs::read_to_string(tree.join(group).join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes outlived the server: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.restart();
     let after = run_groups(&tree);
     for group in before.iter().chain(&left) {
@@ -426,24 +448,12 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     assert_eq!(server.client().bash_ok("echo up"), "up\n");
 }
 
-/// The memory-controller directory of a server's run cgroups (the server runs in this
-/// test's own cgroup): `agentbox-runs-<hash of the data directory>`.
+/// The memory-controller directory of a server's run cgroups.
 fn run_cgroup_tree(server: &Server) -> std::path::PathBuf {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let memory = own
-        .lines()
-        .find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let _ = parts.next();
-            (parts.next()?.split(',').any(|c| c == "memory"))
-                .then(|| parts.next().unwrap().to_string())
-        })
-        .expect("this test needs the cgroup v1 memory controller");
-    let data_dir = std::fs::canonicalize(&server.data_dir).unwrap();
-    let hash = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
-    std::path::Path::new("/sys/fs/cgroup/memory")
-        .join(memory.trim_start_matches('/'))
-        .join(format!("agentbox-runs-{}", &hash[..16]))
+    run_cgroup_trees(&server.data_dir)
+        .into_iter()
+        .find(|tree| tree.starts_with("/sys/fs/cgroup/memory"))
+        .expect("this test needs the cgroup v1 memory controller and a server with runs")
 }
 
 /// Whether a process of the tree's groups runs `sleep 30`.
