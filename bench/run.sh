@@ -14,6 +14,13 @@
 #   bench/run.sh fs               # everything under /var/tmp
 #   bench/run.sh fs --quick       # a fast check that everything works
 #   bench/run.sh fs --help        # every option
+#
+# The run benchmark: hello world through POST /v1/compute/run for bash, python and
+# typescript next to the same sandbox started bare, and runs per second with 8 clients. It
+# needs root (it starts sandboxes as the sandbox user) and what scripts/setup.sh installs.
+#
+#   bench/run.sh run              # 200 round trips per runtime
+#   bench/run.sh run --quick      # a fast check that everything works
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

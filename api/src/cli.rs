@@ -35,6 +35,9 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Mount an agent's tree (or one of its snapshots) with FUSE to look at what it did.
     Mount(MountArgs),
+    /// Run a program (a file, or `-` for standard input) in a sandbox on a server and print
+    /// its output; exits with the program's exit code.
+    Run(RunArgs),
 }
 
 /// Where the data lives; shared by every command that opens a data directory.
@@ -76,6 +79,44 @@ pub struct ServeArgs {
     /// (skips fsync; faster, less safe).
     #[arg(long, env = "AGENTBOX_NO_FSYNC")]
     pub no_fsync: bool,
+    /// The unprivileged user runs execute as, and that sandbox views show as the owner of
+    /// the agent's files (never 0).
+    #[arg(long, env = "AGENTBOX_SANDBOX_UID", default_value_t = 61000)]
+    pub sandbox_uid: u32,
+    /// The group of the sandbox user (never 0).
+    #[arg(long, env = "AGENTBOX_SANDBOX_GID", default_value_t = 61000)]
+    pub sandbox_gid: u32,
+    #[command(flatten)]
+    pub runs: ServeRunArgs,
+}
+
+/// How `agentbox serve` makes code runs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeRunArgs {
+    /// Runs going at once on the server; more get 429.
+    #[arg(long, env = "AGENTBOX_MAX_RUNS", default_value_t = 16)]
+    pub max_runs: usize,
+    /// Runs going at once for one agent; more get 429.
+    #[arg(long, env = "AGENTBOX_MAX_RUNS_PER_AGENT", default_value_t = 8)]
+    pub max_runs_per_agent: usize,
+    /// Memory limit of one run, in bytes (swap excluded; beyond it the run is killed).
+    #[arg(long, env = "AGENTBOX_RUN_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub run_memory_bytes: u64,
+    /// Processes and threads one run may have at once.
+    #[arg(long, env = "AGENTBOX_RUN_MAX_PROCESSES", default_value_t = 256)]
+    pub run_max_processes: u64,
+    /// CPU one run may use, in thousandths of a core.
+    #[arg(long, env = "AGENTBOX_RUN_CPU_MILLICORES", default_value_t = 1000)]
+    pub run_cpu_millicores: u64,
+    /// Size of a run's `/tmp`, in bytes (its `/dev/shm` gets a quarter of it).
+    #[arg(long, env = "AGENTBOX_RUN_TMP_BYTES", default_value_t = 256 << 20)]
+    pub run_tmp_bytes: u64,
+    /// Bytes of stdout, and of stderr, a run's result keeps; the rest is dropped and flagged.
+    #[arg(long, env = "AGENTBOX_RUN_OUTPUT_BYTES", default_value_t = 1 << 20)]
+    pub run_output_bytes: usize,
+    /// Let runs that ask for it (`"network": true`) reach the network.
+    #[arg(long, env = "AGENTBOX_ALLOW_RUN_NETWORK")]
+    pub allow_run_network: bool,
 }
 
 #[derive(Debug, Args)]
@@ -315,4 +356,33 @@ pub struct MountArgs {
     /// Threads serving filesystem requests.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The program: a file, or `-` for standard input.
+    pub file: PathBuf,
+    /// python, typescript or bash [default: from the file's extension].
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Seconds before the run is killed (at most 300).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// The working directory inside the sandbox.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// An environment variable for the program, NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// A local file fed to the program's standard input.
+    #[arg(long)]
+    pub stdin: Option<PathBuf>,
+    /// Ask for network access (the server must allow it).
+    #[arg(long)]
+    pub network: bool,
+    /// Print the server's JSON result instead of the program's output.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,4 +1,4 @@
-//! The HTTP client behind `agentbox fs` and `agentbox snapshot`: one blocking request per
+//! The HTTP client behind `agentbox fs`, `agentbox snapshot` and `agentbox run`: one blocking request per
 //! command against a running server, results printed for people (tables, sizes) or as the
 //! server's JSON with `--json`.
 
@@ -8,13 +8,14 @@ mod fs;
 pub(crate) mod http;
 mod print;
 mod progress;
+mod run;
 mod snapshot;
 mod transfer;
 mod upload;
 
 use std::process::ExitCode;
 
-use crate::cli::{FsArgs, FsCommand, SnapshotArgs, SnapshotCommand};
+use crate::cli::{FsArgs, FsCommand, RunArgs, SnapshotArgs, SnapshotCommand};
 
 pub use http::ApiError;
 
@@ -66,4 +67,9 @@ pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `agentbox run`; exits with the program's exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    run::run(args)
 }

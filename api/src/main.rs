@@ -1,5 +1,5 @@
 //! `agentbox`: the server (`serve`), data-directory administration (`agents`, `keys`,
-//! `fsck`, `gc`), the HTTP client (`fs`, `snapshot`) and FUSE mounts (`mount`), in one
+//! `fsck`, `gc`), the HTTP client (`fs`, `snapshot`, `run`) and FUSE mounts (`mount`), in one
 //! binary.
 
 use std::process::ExitCode;
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Fs(args) => api::client::fs(args),
         Command::Snapshot(args) => api::client::snapshot(args),
         Command::Mount(args) => api::mount::run(args),
+        Command::Run(args) => api::client::run(args),
     };
     match result {
         Ok(code) => code,

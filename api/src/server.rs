@@ -19,6 +19,8 @@ mod mounts;
 mod openapi;
 mod range;
 mod routes;
+mod run_routes;
+mod runs;
 mod snapshot_routes;
 mod startup;
 mod state;
@@ -142,6 +144,11 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(mounts) = &mounts {
             state = state.with_mounts(mounts.clone());
         }
+        let runs = runs::set_up(&args, mounts.as_ref());
+        if let Err(reason) = &runs {
+            tracing::warn!("code runs are unavailable: {reason}");
+        }
+        state = state.with_runs(runs);
         let idle_unmounter = mounts.clone().map(mounts::spawn_idle_unmounter);
         let served = serve(listener, state, startup::shutdown_signal()).await;
         if let Some(sweeper) = sweeper {

@@ -101,6 +101,15 @@ impl Client {
         json(checked(response, what)?, what)
     }
 
+    /// `POST /v1/compute/run` with `code` in `runtime`; returns the result.
+    pub fn run(&self, runtime: &str, code: &str) -> Result<Value> {
+        let what = format!("POST /v1/compute/run ({runtime})");
+        let response = self
+            .request("POST", "/v1/compute/run")
+            .send_json(serde_json::json!({"runtime": runtime, "code": code}));
+        json(checked(response, &what)?, &what)
+    }
+
     /// `POST /v1/compute/snapshots/{id}/restore`.
     pub fn restore_snapshot(&self, id: &str) -> Result<()> {
         let what = format!("POST /v1/compute/snapshots/{id}/restore");

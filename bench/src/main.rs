@@ -6,13 +6,15 @@
 //! the report to stdout. `bench/run.sh` builds everything in release mode and runs this.
 //!
 //! `agentbox-bench fs` is the filesystem benchmark instead: an agentbox FUSE mount next to
-//! ext4 and JuiceFS (see [`filesystem`]).
+//! ext4 and JuiceFS (see [`filesystem`]). `agentbox-bench run` is the run benchmark: hello
+//! world through the API next to the same sandbox started bare (see [`runs`]).
 
 mod filesystem;
 mod http;
 mod parallel;
 mod random;
 mod report;
+mod runs;
 mod server;
 mod stats;
 mod storage;
@@ -61,12 +63,16 @@ enum Mode {
     /// The filesystem benchmark: fio and small-file workloads on an `agentbox mount`, a
     /// plain ext4 directory and a JuiceFS mount, side by side.
     Fs(filesystem::Options),
+    /// The run benchmark: hello world through `POST /v1/compute/run` for each runtime,
+    /// next to the same sandbox started bare (the same bwrap flags, no server).
+    Run(runs::Options),
 }
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let result = match args.mode.take() {
         Some(Mode::Fs(options)) => filesystem::run(options),
+        Some(Mode::Run(options)) => runs::run(options),
         None => run(args),
     };
     match result {

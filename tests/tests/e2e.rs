@@ -6,9 +6,13 @@
 //! Run them with `cargo nextest run -p e2e`. The crash test (`crash::`) is in the exclusive
 //! group of `.config/nextest.toml`.
 
+#[path = "e2e/run_support.rs"]
+mod run_support;
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/adversarial.rs"]
+mod adversarial;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/concurrency.rs"]
@@ -27,6 +31,8 @@ mod files;
 mod isolation;
 #[path = "e2e/remote_mount.rs"]
 mod remote_mount;
+#[path = "e2e/runs.rs"]
+mod runs;
 #[path = "e2e/service.rs"]
 mod service;
 #[path = "e2e/snapshots.rs"]

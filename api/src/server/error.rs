@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -46,6 +49,19 @@ impl ApiError {
             "too_large",
             format!("file too large: the limit is {limit} bytes"),
         )
+    }
+
+    /// 429: the agent or the server has as many runs going as it allows.
+    pub fn too_many_runs(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_runs", message)
+        }
+    }
+
+    /// 503: runs cannot be made on this server (no FUSE, no cgroups, a missing runtime).
+    pub fn runs_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runs_unavailable", message)
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -74,6 +90,11 @@ impl IntoResponse for ApiError {
         }
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -194,6 +215,13 @@ mod tests {
             value,
             json!({"error": {"code": "not_found", "message": "no such file or directory: /x"}})
         );
+    }
+
+    #[test]
+    fn too_many_runs_says_when_to_retry() {
+        let response = ApiError::too_many_runs("busy", 2).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 
     #[test]

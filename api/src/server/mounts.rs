@@ -1,7 +1,7 @@
 //! The agents' sandbox mounts as the server runs them: made at start (after cleaning up
 //! what a crashed server left), idle ones unmounted in the background.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,23 +16,26 @@ pub fn sandbox_mounts(
         tracing::warn!("/dev/fuse is missing: sandbox mounts are unavailable (install fuse3)");
         return Ok(None);
     }
-    let base = args
-        .mount_dir
-        .clone()
-        .unwrap_or_else(|| args.data.data_dir.join("mounts"));
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let base = mount_base(args);
+    // Code in a run owns its tree: the view shows every file as the sandbox user's.
     let options = fsd::mounts::MountManagerOptions {
         base,
         idle: Duration::from_secs(args.mount_idle_seconds),
-        uid,
-        gid,
+        uid: args.sandbox_uid,
+        gid: args.sandbox_gid,
         threads: 4,
     };
     Ok(Some(fsd::mounts::MountManager::new(
         store.clone(),
         options,
     )?))
+}
+
+/// Where the agents' sandbox views are mounted: `--mount-dir`, or `<data-dir>/mounts`.
+pub fn mount_base(args: &crate::cli::ServeArgs) -> PathBuf {
+    args.mount_dir
+        .clone()
+        .unwrap_or_else(|| args.data.data_dir.join("mounts"))
 }
 
 /// Unmounts sandbox views nothing has used for a while, checking every ten seconds.

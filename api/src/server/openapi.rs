@@ -80,9 +80,15 @@ fn operation(
 
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "invalid_path, reserved_path, invalid_json, invalid_base64 or invalid_request",
+        400 => {
+            "invalid_path, reserved_path, invalid_json, invalid_base64, invalid_request or network_not_allowed"
+        }
         401 => "unauthorized: missing, malformed, unknown or revoked key",
         404 => "not_found: no such entry or snapshot",
+        429 => {
+            "too_many_runs: the agent or the server has as many runs going as allowed (see Retry-After)"
+        }
+        503 => "runs_unavailable: runs cannot be made on this server (the message says why)",
         409 => "not_a_directory, is_a_directory, already_exists or directory_not_empty",
         413 => "too_large: upload over the server's limit",
         416 => "range_not_satisfiable: a Range past the end of the file",
@@ -397,6 +403,29 @@ fn paths() -> Value {
                 None,
                 responses(&[("200", ok("usage", "Usage"))]),
                 &[],
+            ),
+        )]),
+    );
+    add(
+        "/v1/compute/run",
+        path_item(&[(
+            "post",
+            operation(
+                "run",
+                "Run code in a fresh sandbox over the agent's tree",
+                vec![header(
+                    "Accept",
+                    "text/event-stream streams `stdout` and `stderr` events ({\"text\"}), \
+                     heartbeat comments, and the result as the last `result` event",
+                )],
+                Some(json_body(schema("RunRequest"))),
+                responses(&[(
+                    "200",
+                    json!({"description": "the run's result (or its event stream)",
+                        "content": {"application/json": {"schema": schema("RunResult")},
+                            "text/event-stream": {"schema": {"type": "string"}}}}),
+                )]),
+                &[400, 413, 429, 503],
             ),
         )]),
     );

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::state::AppState;
-use super::{content_routes, fs_routes, openapi, snapshot_routes, usage};
+use super::{content_routes, fs_routes, openapi, run_routes, snapshot_routes, usage};
 
 /// One operation: a method on a path (axum syntax, `{id}` for a parameter).
 pub struct Route {
@@ -76,6 +76,8 @@ pub fn routes() -> Vec<Route> {
             snapshot_routes::diff,
         ),
         Route::new(M::GET, "/v1/compute/usage", usage::usage),
+        // Code of up to the default 2 MB body limit.
+        Route::new(M::POST, "/v1/compute/run", run_routes::run),
     ]
 }
 

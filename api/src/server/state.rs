@@ -33,6 +33,9 @@ pub struct AppState {
     pub limits: Limits,
     /// The agents' sandbox views, mounted on demand; `None` where FUSE is unavailable.
     pub mounts: Option<Arc<fsd::mounts::MountManager>>,
+    /// Code runs; `None` where they cannot be made (the reason is in `runs_unavailable`).
+    pub runs: Option<Arc<super::runs::Runs>>,
+    pub runs_unavailable: Arc<str>,
     uploads: Arc<Semaphore>,
 }
 
@@ -43,6 +46,8 @@ impl AppState {
             store,
             limits,
             mounts: None,
+            runs: None,
+            runs_unavailable: Arc::from("code runs are not set up on this server"),
             uploads,
         }
     }
@@ -50,6 +55,15 @@ impl AppState {
     /// The same state with sandbox mounts available.
     pub fn with_mounts(mut self, mounts: Arc<fsd::mounts::MountManager>) -> AppState {
         self.mounts = Some(mounts);
+        self
+    }
+
+    /// The same state with code runs available, or the reason they are not.
+    pub fn with_runs(mut self, runs: Result<Arc<super::runs::Runs>, String>) -> AppState {
+        match runs {
+            Ok(runs) => self.runs = Some(runs),
+            Err(reason) => self.runs_unavailable = Arc::from(reason),
+        }
         self
     }
 

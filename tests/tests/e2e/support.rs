@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -158,6 +159,9 @@ impl Server {
             .prefix("agentbox-e2e-")
             .tempdir()
             .expect("create a temporary directory");
+        // Runs execute as an unprivileged user who must reach the sandbox views beneath.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))
+            .expect("open the temporary directory to the sandbox user");
         let data_dir = dir.path().join("data");
         let mut server = Server {
             url: String::new(),
@@ -266,6 +270,11 @@ impl Server {
         self.launch();
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A client for the `default` agent.
     pub fn client(&self) -> Client {
         Client::new(&self.url, Some(&self.key))
@@ -337,6 +346,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        crate::run_support::remove_run_cgroups(&self.data_dir);
         if std::thread::panicking() {
             eprintln!(
                 "--- agentbox serve log ({}) ---\n{}",
