@@ -1,0 +1,528 @@
+//! [`Browsers`]: the server's browser sessions. Creates them (profile, confined Chromium,
+//! the server's own DevTools connection), finds them only for their owner, ends them
+//! (explicitly, when idle, or when the browser dies) and reports their time to the meter.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cdp::{self, Connection};
+use crate::flags::{self, Flavor, LaunchSpec, Viewport};
+use crate::launch::{self, Credentials};
+use crate::proxy::DownloadTracker;
+use crate::session::{NewSession, Owner, Phase, Session, SessionInfo, lock, random_hex};
+use crate::{Error, Result};
+
+/// Reports browser time: the owner, milliseconds since the last report for the session, and
+/// whether this is the session's first report.
+pub type Meter = Arc<dyn Fn(Owner, u64, bool) + Send + Sync>;
+
+/// Resource limits of one browser's process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserLimits {
+    pub memory_bytes: Option<u64>,
+    pub max_processes: Option<u64>,
+    /// CPU share: 1000 is one full core.
+    pub cpu_millicores: Option<u64>,
+}
+
+impl Default for BrowserLimits {
+    fn default() -> Self {
+        BrowserLimits {
+            memory_bytes: Some(1 << 30),
+            // Chromium counts threads here too: a browser with a few tabs runs ~100.
+            max_processes: Some(1024),
+            cpu_millicores: Some(1000),
+        }
+    }
+}
+
+/// How the server runs browsers.
+#[derive(Debug, Clone)]
+pub struct BrowsersOptions {
+    pub flavor: Flavor,
+    pub binary: PathBuf,
+    /// Where the sessions' profile directories live (emptied at start).
+    pub profiles_dir: PathBuf,
+    /// The unprivileged user browsers run as; `None` keeps the server's own user (only
+    /// where the server itself is unprivileged).
+    pub credentials: Option<Credentials>,
+    /// Keep Chromium's own renderer sandbox (needs unprivileged user namespaces).
+    pub chromium_sandbox: bool,
+    pub limits: BrowserLimits,
+    pub default_idle_timeout: Duration,
+    pub max_idle_timeout: Duration,
+    /// Sessions running at once, across agents.
+    pub max_sessions: usize,
+    pub launch_timeout: Duration,
+    /// How often a live session's time is reported to the meter.
+    pub meter_interval: Duration,
+    /// How long an ended session can still be looked up (to read why it ended).
+    pub ended_retention: Duration,
+}
+
+impl Default for BrowsersOptions {
+    fn default() -> Self {
+        BrowsersOptions {
+            flavor: Flavor::HeadlessShell,
+            binary: flags::default_binary(Flavor::HeadlessShell),
+            profiles_dir: PathBuf::from("browsers"),
+            credentials: None,
+            chromium_sandbox: true,
+            limits: BrowserLimits::default(),
+            default_idle_timeout: Duration::from_secs(3600),
+            max_idle_timeout: Duration::from_secs(24 * 3600),
+            max_sessions: 32,
+            launch_timeout: Duration::from_secs(20),
+            meter_interval: Duration::from_secs(60),
+            ended_retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a new session asks for.
+pub struct SessionRequest {
+    /// A page to open at once: `http(s)://...` or `about:blank`.
+    pub url: Option<String>,
+    pub viewport: Option<Viewport>,
+    pub idle_timeout: Option<Duration>,
+    /// The agent's downloads directory (created if missing).
+    pub downloads_dir: PathBuf,
+    /// Kept until the session has ended, then dropped (the agent's mount lease).
+    pub held: Box<dyn Any + Send + Sync>,
+}
+
+/// A screenshot of a session's current page.
+#[derive(Debug, Clone)]
+pub struct Screenshot {
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The server's browser sessions.
+pub struct Browsers {
+    options: BrowsersOptions,
+    meter: Meter,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Sessions being launched, counted against `max_sessions`.
+    launching: Mutex<usize>,
+}
+
+impl Browsers {
+    /// Prepares the profiles directory, removing what a previous process left there.
+    pub fn new(options: BrowsersOptions, meter: Meter) -> Result<Arc<Browsers>> {
+        if options.profiles_dir.exists() {
+            std::fs::remove_dir_all(&options.profiles_dir).map_err(Error::io(format!(
+                "removing old profiles in {}",
+                options.profiles_dir.display()
+            )))?;
+        }
+        launch::create_profiles_root(&options.profiles_dir)?;
+        Ok(Arc::new(Browsers {
+            options,
+            meter,
+            sessions: Mutex::default(),
+            launching: Mutex::new(0),
+        }))
+    }
+
+    pub fn options(&self) -> &BrowsersOptions {
+        &self.options
+    }
+
+    /// Starts a session for `owner`; returns once its DevTools endpoint answers.
+    pub async fn create(
+        self: &Arc<Self>,
+        owner: Owner,
+        request: SessionRequest,
+    ) -> Result<SessionInfo> {
+        let url = request.url.as_deref().map(check_url).transpose()?;
+        let viewport = request.viewport.unwrap_or_default();
+        check_viewport(viewport)?;
+        let idle_timeout = request
+            .idle_timeout
+            .unwrap_or(self.options.default_idle_timeout);
+        if idle_timeout.is_zero() || idle_timeout > self.options.max_idle_timeout {
+            return Err(Error::InvalidRequest(format!(
+                "idle_timeout_seconds must be between 1 and {}",
+                self.options.max_idle_timeout.as_secs()
+            )));
+        }
+        let _slot = self.reserve_slot()?;
+        let started = Instant::now();
+        let id = random_hex(16);
+        let profile_dir = self.options.profiles_dir.join(&id);
+        launch::create_profile(&profile_dir, self.options.credentials)?;
+        ensure_downloads_dir(&request.downloads_dir).await?;
+        let launched = self
+            .launch_browser(&profile_dir, viewport, url)
+            .await
+            .inspect_err(|_| launch::remove_profile(&profile_dir))?;
+        let mut child = launched.child;
+        let downloads = Arc::new(Mutex::new(DownloadTracker::default()));
+        let control =
+            match connect_control(&launched.devtools_url, &downloads, &request.downloads_dir).await
+            {
+                Ok(control) => control,
+                Err(error) => {
+                    kill_tree(&mut child).await;
+                    launch::remove_profile(&profile_dir);
+                    return Err(error);
+                }
+            };
+        let session = Arc::new(Session::new(NewSession {
+            id: id.clone(),
+            owner,
+            token: random_hex(32),
+            idle_timeout,
+            viewport,
+            downloads_dir: request.downloads_dir,
+            profile_dir,
+            devtools_url: launched.devtools_url,
+            control,
+            downloads,
+            held: request.held,
+            started,
+        }));
+        lock(&self.sessions).insert(id.clone(), session.clone());
+        (self.meter)(owner, 0, true);
+        tracing::info!(session = %id, owner, ms = started.elapsed().as_millis() as u64, "browser session started");
+        tokio::spawn(supervise(self.clone(), session.clone(), child));
+        Ok(session.info())
+    }
+
+    async fn launch_browser(
+        &self,
+        profile_dir: &std::path::Path,
+        viewport: Viewport,
+        url: Option<&str>,
+    ) -> Result<launch::Launched> {
+        let spec = LaunchSpec {
+            flavor: self.options.flavor,
+            profile_dir,
+            viewport,
+            url,
+            chromium_sandbox: self.options.chromium_sandbox,
+        };
+        let args = flags::chromium_args(&spec);
+        let credentials = self.options.credentials;
+        launch::launch(
+            &self.options.binary,
+            &args,
+            profile_dir,
+            |command| {
+                use std::os::unix::process::CommandExt;
+                command.process_group(0);
+                if let Some(c) = credentials {
+                    command.uid(c.uid).gid(c.gid);
+                }
+            },
+            self.options.launch_timeout,
+        )
+        .await
+    }
+
+    fn reserve_slot(self: &Arc<Self>) -> Result<LaunchSlot> {
+        let running = lock(&self.sessions)
+            .values()
+            .filter(|s| s.is_running())
+            .count();
+        let mut launching = lock(&self.launching);
+        if running + *launching >= self.options.max_sessions {
+            return Err(Error::TooManySessions(self.options.max_sessions));
+        }
+        *launching += 1;
+        Ok(LaunchSlot {
+            browsers: self.clone(),
+        })
+    }
+
+    /// The owner's session `id`, running or recently ended.
+    pub fn find(&self, owner: Owner, id: &str) -> Result<Arc<Session>> {
+        lock(&self.sessions)
+            .get(id)
+            .filter(|s| s.owner == owner)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// The owner's running session `id`, marked active by the call.
+    fn running(&self, owner: Owner, id: &str) -> Result<Arc<Session>> {
+        let session = self.find(owner, id)?;
+        if !session.is_running() {
+            return Err(ended_error(&session));
+        }
+        session.touch();
+        Ok(session)
+    }
+
+    /// A session as the API shows it, with its open pages when it is running.
+    pub async fn describe(&self, owner: Owner, id: &str) -> Result<SessionInfo> {
+        let session = self.find(owner, id)?;
+        if !session.is_running() {
+            return Ok(session.info());
+        }
+        session.touch();
+        let pages = session.control.pages().await?;
+        let mut info = session.info();
+        info.pages = Some(pages);
+        Ok(info)
+    }
+
+    /// The owner's sessions, oldest first.
+    pub fn list(&self, owner: Owner) -> Vec<SessionInfo> {
+        let mut infos: Vec<SessionInfo> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.owner == owner)
+            .map(|s| s.info())
+            .collect();
+        infos.sort_by_key(|i| i.created_at);
+        infos
+    }
+
+    /// Pushes a running session's idle deadline back.
+    pub fn keepalive(&self, owner: Owner, id: &str) -> Result<SessionInfo> {
+        Ok(self.running(owner, id)?.info())
+    }
+
+    /// Ends a session and waits until its processes are gone; ending an ended session
+    /// changes nothing.
+    pub async fn end(&self, owner: Owner, id: &str) -> Result<SessionInfo> {
+        let session = self.find(owner, id)?;
+        session.begin_ending("deleted");
+        session.ended().await;
+        Ok(session.info())
+    }
+
+    /// A PNG of the session's most recent page's viewport.
+    pub async fn screenshot(&self, owner: Owner, id: &str) -> Result<Screenshot> {
+        let session = self.running(owner, id)?;
+        let pages = session.control.pages().await?;
+        let page = pages
+            .first()
+            .ok_or_else(|| Error::InvalidRequest("the session has no open page".into()))?;
+        let png = session.control.capture_png(&page.id).await?;
+        let (width, height) = cdp::png_size(&png)
+            .ok_or_else(|| Error::Devtools("the browser's screenshot is not a PNG".into()))?;
+        Ok(Screenshot { png, width, height })
+    }
+
+    /// The session `id` if `token` is its token and it is running: the check before a CDP
+    /// connection is accepted.
+    pub fn authorize(&self, id: &str, token: &str) -> Result<Arc<Session>> {
+        let session = lock(&self.sessions)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if !session.token_matches(token) {
+            return Err(Error::Unauthorized);
+        }
+        if !session.is_running() {
+            return Err(ended_error(&session));
+        }
+        Ok(session)
+    }
+
+    /// One pass of upkeep: ends sessions idle past their timeout (a download in progress
+    /// counts as activity), reports live sessions' time, forgets long-ended sessions.
+    pub fn sweep(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in &sessions {
+            if !session.is_running() {
+                continue;
+            }
+            if lock(&session.downloads).active() > 0 {
+                session.touch();
+            } else if session.idle_for() >= session.idle_timeout
+                && session.begin_ending(&format!(
+                    "idle for {} seconds",
+                    session.idle_timeout.as_secs()
+                ))
+            {
+                tracing::info!(session = %session.id, "browser session expired");
+            }
+            let mut since = lock(&session.metered_until);
+            if since.elapsed() >= self.options.meter_interval {
+                let ms = since.elapsed().as_millis() as u64;
+                *since = Instant::now();
+                (self.meter)(session.owner, ms, false);
+            }
+        }
+        let retention = self.options.ended_retention;
+        lock(&self.sessions).retain(|_, session| match session.phase() {
+            Phase::Ended { at, .. } => at.elapsed().map(|e| e < retention).unwrap_or(true),
+            _ => true,
+        });
+    }
+
+    /// Ends every session (at shutdown) and waits for them.
+    pub async fn end_all(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in &sessions {
+            session.begin_ending("the server stopped");
+        }
+        for session in &sessions {
+            session.ended().await;
+        }
+    }
+}
+
+/// A place among `max_sessions` held while a browser launches.
+struct LaunchSlot {
+    browsers: Arc<Browsers>,
+}
+
+impl Drop for LaunchSlot {
+    fn drop(&mut self) {
+        *lock(&self.browsers.launching) -= 1;
+    }
+}
+
+/// Watches a session's browser until the session ends or the browser exits, then tears the
+/// session down: every process killed, profile removed, lease released, time reported.
+async fn supervise(
+    browsers: Arc<Browsers>,
+    session: Arc<Session>,
+    mut child: tokio::process::Child,
+) {
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            if session.begin_ending(&format!("the browser exited unexpectedly ({status})")) {
+                tracing::warn!(session = %session.id, %status, "browser exited");
+            }
+        }
+        () = session.ending() => {}
+    }
+    kill_tree(&mut child).await;
+    let profile = session.profile_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || launch::remove_profile(&profile)).await;
+    drop(lock(&session.held).take());
+    let ms = lock(&session.metered_until).elapsed().as_millis() as u64;
+    (browsers.meter)(session.owner, ms, false);
+    session.mark_ended();
+    tracing::info!(session = %session.id, reason = ?session.phase(), "browser session ended");
+}
+
+/// Kills the browser and everything it started, and reaps it.
+async fn kill_tree(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a negative pid signals the process group the browser leads.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+async fn connect_control(
+    devtools_url: &str,
+    downloads: &Arc<Mutex<DownloadTracker>>,
+    downloads_dir: &std::path::Path,
+) -> Result<Connection> {
+    let tracker = downloads.clone();
+    let control = Connection::connect(devtools_url, move |event| {
+        lock(&tracker).observe_event(&event.method, &event.params);
+    })
+    .await?;
+    control.set_download_behavior(downloads_dir).await?;
+    Ok(control)
+}
+
+async fn ensure_downloads_dir(dir: &std::path::Path) -> Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))
+    })
+    .await
+    .map_err(|e| Error::Launch(format!("creating the downloads directory: {e}")))?
+}
+
+fn ended_error(session: &Session) -> Error {
+    let reason = match session.phase() {
+        Phase::Ending { reason, .. } | Phase::Ended { reason, .. } => reason,
+        Phase::Running => "ended".to_string(),
+    };
+    Error::Ended {
+        id: session.id.clone(),
+        reason,
+    }
+}
+
+/// Accepts `http(s)://...` and `about:blank`: never a local file, never something Chromium
+/// could read as a flag.
+fn check_url(url: &str) -> Result<&str> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    let allowed = url == "about:blank" || rest.is_some_and(|r| !r.is_empty());
+    if !allowed || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::InvalidRequest(format!(
+            "url must be an http:// or https:// URL (or about:blank), got {url:?}"
+        )));
+    }
+    Ok(url)
+}
+
+fn check_viewport(viewport: Viewport) -> Result<()> {
+    let fits = |v: u32| (100..=4096).contains(&v);
+    if !fits(viewport.width) || !fits(viewport.height) {
+        return Err(Error::InvalidRequest(
+            "viewport width and height must be between 100 and 4096".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_web_urls_open() {
+        for good in [
+            "http://127.0.0.1:8080/x",
+            "https://example.com",
+            "HTTPS://A.B",
+            "about:blank",
+        ] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "file:///etc/passwd",
+            "--remote-debugging-port=9222",
+            "javascript:alert(1)",
+            "http://",
+            "http://a b",
+            "chrome://settings",
+            "",
+        ] {
+            assert!(
+                matches!(check_url(bad), Err(Error::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn viewports_stay_in_bounds() {
+        assert!(check_viewport(Viewport::default()).is_ok());
+        assert!(
+            check_viewport(Viewport {
+                width: 99,
+                height: 600
+            })
+            .is_err()
+        );
+        assert!(
+            check_viewport(Viewport {
+                width: 800,
+                height: 5000
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Browser sessions against a real `chromium-headless-shell` (installed by
+//! `scripts/setup.sh`), run as the sandbox user when the tests run as root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use browser::{Browsers, BrowsersOptions, Credentials, Error, SessionRequest, Viewport};
+
+const SANDBOX_ID: u32 = 61000;
+
+struct Fixture {
+    browsers: Arc<Browsers>,
+    metered: Arc<Mutex<Vec<(i64, u64, bool)>>>,
+    dir: tempfile::TempDir,
+}
+
+fn fixture(idle: Duration) -> Fixture {
+    let binary = browser::flags::default_binary(browser::Flavor::HeadlessShell);
+    assert!(
+        binary.exists(),
+        "{} is missing: run scripts/setup.sh to install chromium-headless-shell",
+        binary.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The browser's user must be able to reach its profile and downloads directories.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // SAFETY: getuid cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    let credentials = root.then_some(Credentials {
+        uid: SANDBOX_ID,
+        gid: SANDBOX_ID,
+    });
+    let metered: Arc<Mutex<Vec<(i64, u64, bool)>>> = Arc::default();
+    let record = metered.clone();
+    let options = BrowsersOptions {
+        binary,
+        profiles_dir: dir.path().join("browsers"),
+        credentials,
+        default_idle_timeout: idle,
+        ..BrowsersOptions::default()
+    };
+    let browsers = Browsers::new(
+        options,
+        Arc::new(move |owner, ms, new| record.lock().unwrap().push((owner, ms, new))),
+    )
+    .unwrap();
+    Fixture {
+        browsers,
+        metered,
+        dir,
+    }
+}
+
+impl Fixture {
+    fn downloads(&self) -> PathBuf {
+        let path = self.dir.path().join("downloads");
+        if !path.exists() {
+            std::fs::create_dir(&path).unwrap();
+            std::os::unix::fs::chown(&path, Some(SANDBOX_ID), Some(SANDBOX_ID)).unwrap();
+        }
+        path
+    }
+
+    fn request(&self) -> SessionRequest {
+        SessionRequest {
+            url: None,
+            viewport: Some(Viewport {
+                width: 640,
+                height: 400,
+            }),
+            idle_timeout: None,
+            downloads_dir: self.downloads(),
+            held: Box::new(()),
+        }
+    }
+
+    fn profile(&self, id: &str) -> PathBuf {
+        self.dir.path().join("browsers").join(id)
+    }
+}
+
+fn processes_using(profile: &Path) -> usize {
+    let needle = format!("--user-data-dir={}", profile.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == needle.as_bytes())
+        })
+        .count()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_screenshots_at_its_viewport_and_ends_completely() {
+    let f = fixture(Duration::from_secs(600));
+    let info = f.browsers.create(7, f.request()).await.unwrap();
+    assert!(info.running);
+    let profile = f.profile(&info.id);
+    assert!(profile.is_dir());
+    assert!(processes_using(&profile) >= 1);
+
+    let shot = f.browsers.screenshot(7, &info.id).await.unwrap();
+    assert_eq!((shot.width, shot.height), (640, 400));
+    assert_eq!(&shot.png[1..4], b"PNG");
+
+    // Only the owner finds it.
+    assert!(matches!(
+        f.browsers.find(8, &info.id),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        f.browsers.screenshot(8, &info.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        f.browsers.authorize(&info.id, "wrong"),
+        Err(Error::Unauthorized)
+    ));
+    assert!(f.browsers.authorize(&info.id, &info.token).is_ok());
+
+    let ended = f.browsers.end(7, &info.id).await.unwrap();
+    assert!(!ended.running);
+    assert_eq!(ended.ended_reason.as_deref(), Some("deleted"));
+    assert!(!profile.exists(), "the profile outlived its session");
+    assert_eq!(
+        processes_using(&profile),
+        0,
+        "browser processes outlived their session"
+    );
+    // Ending again changes nothing.
+    let again = f.browsers.end(7, &info.id).await.unwrap();
+    assert_eq!(again.ended_reason.as_deref(), Some("deleted"));
+    assert!(matches!(
+        f.browsers.screenshot(7, &info.id).await,
+        Err(Error::Ended { .. })
+    ));
+
+    let metered = f.metered.lock().unwrap().clone();
+    assert_eq!(metered.iter().filter(|m| m.2).count(), 1, "{metered:?}");
+    assert!(metered.iter().all(|m| m.0 == 7));
+    assert!(metered.iter().map(|m| m.1).sum::<u64>() > 0, "{metered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_browser_ends_its_session_with_the_reason() {
+    let f = fixture(Duration::from_secs(600));
+    let info = f.browsers.create(1, f.request()).await.unwrap();
+    let session = f.browsers.find(1, &info.id).unwrap();
+    let port: u16 = session
+        .devtools_url()
+        .trim_start_matches("ws://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(port > 0);
+    // Kill the browser process itself (the group leader).
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    let profile = format!("--user-data-dir={}", f.profile(&info.id).display());
+                    args.iter().any(|a| *a == profile.as_bytes())
+                        && !args.iter().any(|a| a.starts_with(b"--type="))
+                })
+                .unwrap_or(false)
+        })
+        .expect("the browser process");
+    // SAFETY: signalling a process this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("the session ends", Duration::from_secs(20), || {
+        !f.browsers.find(1, &info.id).unwrap().info().running
+    })
+    .await;
+    let ended = f.browsers.find(1, &info.id).unwrap().info();
+    let reason = ended.ended_reason.unwrap();
+    assert!(reason.contains("exited unexpectedly"), "{reason}");
+    wait_until("the profile is removed", Duration::from_secs(20), || {
+        !f.profile(&info.id).exists()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_expire_and_keepalive_holds_them() {
+    let f = fixture(Duration::from_secs(2));
+    let idle = f.browsers.create(1, f.request()).await.unwrap();
+    let kept = f.browsers.create(1, f.request()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        f.browsers.keepalive(1, &kept.id).unwrap();
+        f.browsers.sweep();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let idle = f.browsers.find(1, &idle.id).unwrap().info();
+    assert!(!idle.running);
+    assert_eq!(idle.ended_reason.as_deref(), Some("idle for 2 seconds"));
+    assert!(f.browsers.find(1, &kept.id).unwrap().info().running);
+    f.browsers.end_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_start_nothing() {
+    let f = fixture(Duration::from_secs(600));
+    let mut request = f.request();
+    request.url = Some("file:///etc/passwd".into());
+    assert!(matches!(
+        f.browsers.create(1, request).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    let mut request = f.request();
+    request.idle_timeout = Some(Duration::ZERO);
+    assert!(matches!(
+        f.browsers.create(1, request).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(f.browsers.list(1).is_empty());
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("browsers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
