@@ -76,6 +76,49 @@ pub struct ServeArgs {
     /// (skips fsync; faster, less safe).
     #[arg(long, env = "AGENTBOX_NO_FSYNC")]
     pub no_fsync: bool,
+    /// The unprivileged user sandboxed code and browsers run as (and that owns the agent's
+    /// files in their view).
+    #[arg(long, env = "AGENTBOX_SANDBOX_UID", default_value_t = 61000)]
+    pub sandbox_uid: u32,
+    /// The group sandboxed code and browsers run as.
+    #[arg(long, env = "AGENTBOX_SANDBOX_GID", default_value_t = 61000)]
+    pub sandbox_gid: u32,
+    /// Which Chromium browser sessions run.
+    #[arg(
+        long,
+        env = "AGENTBOX_BROWSER",
+        value_enum,
+        default_value = "headless-shell"
+    )]
+    pub browser: BrowserFlavor,
+    /// The Chromium binary [default: /usr/bin/chromium-headless-shell or /usr/bin/chromium].
+    #[arg(long, env = "AGENTBOX_BROWSER_BINARY")]
+    pub browser_binary: Option<PathBuf>,
+    /// Seconds without activity after which a browser session ends, unless it asks otherwise.
+    #[arg(long, env = "AGENTBOX_BROWSER_IDLE_SECONDS", default_value_t = 3600)]
+    pub browser_idle_seconds: u64,
+    /// The longest idle timeout a session may ask for, in seconds.
+    #[arg(
+        long,
+        env = "AGENTBOX_BROWSER_MAX_IDLE_SECONDS",
+        default_value_t = 86400
+    )]
+    pub browser_max_idle_seconds: u64,
+    /// Browser sessions running at once, across agents.
+    #[arg(long, env = "AGENTBOX_BROWSER_MAX_SESSIONS", default_value_t = 32)]
+    pub browser_max_sessions: usize,
+    /// Memory limit of one browser's processes, in bytes.
+    #[arg(long, env = "AGENTBOX_BROWSER_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub browser_memory_bytes: u64,
+}
+
+/// The Chromium build browser sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrowserFlavor {
+    /// `chromium-headless-shell`: starts faster, half the memory.
+    HeadlessShell,
+    /// Full `chromium` in headless mode.
+    Chromium,
 }
 
 #[derive(Debug, Args)]

@@ -203,6 +203,22 @@ impl Session {
         }
     }
 
+    /// What Chromium's `/json/version` reports, without its `webSocketDebuggerUrl` (which
+    /// only the proxy can give).
+    pub async fn version(&self) -> crate::Result<serde_json::Value> {
+        let version = self
+            .control
+            .call("Browser.getVersion", serde_json::json!({}), None)
+            .await?;
+        Ok(serde_json::json!({
+            "Browser": version["product"],
+            "Protocol-Version": version["protocolVersion"],
+            "User-Agent": version["userAgent"],
+            "V8-Version": version["jsVersion"],
+            "WebKit-Version": version["revision"],
+        }))
+    }
+
     pub fn info(&self) -> SessionInfo {
         let (last_activity_at, idle_deadline) = {
             let activity = lock(&self.activity);

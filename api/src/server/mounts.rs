@@ -20,13 +20,12 @@ pub fn sandbox_mounts(
         .mount_dir
         .clone()
         .unwrap_or_else(|| args.data.data_dir.join("mounts"));
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let options = fsd::mounts::MountManagerOptions {
         base,
         idle: Duration::from_secs(args.mount_idle_seconds),
-        uid,
-        gid,
+        // Files show as the sandbox user's, who runs code and browsers on them.
+        uid: args.sandbox_uid,
+        gid: args.sandbox_gid,
         threads: 4,
     };
     Ok(Some(fsd::mounts::MountManager::new(

@@ -4,6 +4,7 @@
 use axum::Json;
 use serde_json::{Map, Value, json};
 
+mod browser;
 mod schemas;
 
 pub async fn serve() -> Json<Value> {
@@ -83,9 +84,15 @@ fn error_description(status: u16) -> &'static str {
         400 => "invalid_path, reserved_path, invalid_json, invalid_base64 or invalid_request",
         401 => "unauthorized: missing, malformed, unknown or revoked key",
         404 => "not_found: no such entry or snapshot",
-        409 => "not_a_directory, is_a_directory, already_exists or directory_not_empty",
+        409 => {
+            "not_a_directory, is_a_directory, already_exists, directory_not_empty or \
+             session_ended"
+        }
         413 => "too_large: upload over the server's limit",
         416 => "range_not_satisfiable: a Range past the end of the file",
+        429 => "too_many_sessions: the server runs as many browsers as it allows",
+        502 => "browser_error: the browser did not answer as expected",
+        503 => "browser_unavailable: Chromium could not be started or is not installed",
         507 => "quota_exceeded: the agent's byte or file quota would be exceeded",
         _ => "an error",
     }
@@ -400,6 +407,7 @@ fn paths() -> Value {
             ),
         )]),
     );
+    browser::add_paths(&mut paths);
     Value::Object(paths)
 }
 
@@ -417,9 +425,17 @@ pub fn document() -> Value {
         "paths": paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas::schemas(),
+            "schemas": all_schemas(),
         },
     })
+}
+
+fn all_schemas() -> Value {
+    let mut all = schemas::schemas();
+    if let Some(map) = all.as_object_mut() {
+        map.extend(browser::schemas());
+    }
+    all
 }
 
 /// Every `(METHOD, path)` the document describes.
@@ -511,7 +527,9 @@ mod tests {
             assert!(op["operationId"].is_string(), "{method} {path}");
             let responses = op["responses"].as_object().unwrap();
             assert!(
-                responses.keys().any(|status| status.starts_with('2')),
+                responses
+                    .keys()
+                    .any(|status| status.starts_with('2') || status == "101"),
                 "{method} {path}"
             );
         }

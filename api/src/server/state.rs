@@ -33,6 +33,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The agents' sandbox views, mounted on demand; `None` where FUSE is unavailable.
     pub mounts: Option<Arc<fsd::mounts::MountManager>>,
+    /// Browser sessions; `None` where Chromium is unavailable.
+    pub browsers: Option<Arc<browser::Browsers>>,
     uploads: Arc<Semaphore>,
 }
 
@@ -43,6 +45,7 @@ impl AppState {
             store,
             limits,
             mounts: None,
+            browsers: None,
             uploads,
         }
     }
@@ -50,6 +53,12 @@ impl AppState {
     /// The same state with sandbox mounts available.
     pub fn with_mounts(mut self, mounts: Arc<fsd::mounts::MountManager>) -> AppState {
         self.mounts = Some(mounts);
+        self
+    }
+
+    /// The same state with browser sessions available.
+    pub fn with_browsers(mut self, browsers: Arc<browser::Browsers>) -> AppState {
+        self.browsers = Some(browsers);
         self
     }
 

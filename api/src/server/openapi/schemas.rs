@@ -16,7 +16,8 @@ pub fn schemas() -> Value {
                 "code": {"type": "string", "enum": ["invalid_path", "reserved_path", "invalid_json", "invalid_base64",
                     "invalid_request", "unauthorized", "not_found", "method_not_allowed",
                     "not_a_directory", "is_a_directory", "already_exists", "directory_not_empty",
-                    "too_large", "range_not_satisfiable", "quota_exceeded", "internal"]},
+                    "too_large", "range_not_satisfiable", "quota_exceeded", "internal",
+                    "session_ended", "too_many_sessions", "browser_unavailable", "browser_error"]},
                 "message": string}}}},
         "Entry": {"type": "object", "required": ["name", "path", "type", "size", "mode", "modified_at"],
             "properties": {
