@@ -18,8 +18,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The store, the sandbox runner and the browser know nothing of HTTP: only `api` may
 # depend on axum. `cargo tree -i` fails with "did not match any packages" when axum is not
 # in the crate's graph at all, which is the answer we want; any other failure is an error.
-step "boundary check: fsd, runner and browser do not depend on axum"
-for crate in fsd runner browser; do
+step "boundary check: fsd, confine, runner and browser do not depend on axum"
+for crate in fsd confine runner browser; do
     status=0
     out=$(cargo tree -p "$crate" -i axum --edges normal,build,dev 2>&1) || status=$?
     if [[ $status -eq 0 ]]; then
@@ -32,7 +32,7 @@ for crate in fsd runner browser; do
         exit 1
     fi
 done
-echo "fsd, runner and browser are free of axum" >&2
+echo "fsd, confine, runner and browser are free of axum" >&2
 
 step "cargo nextest run --workspace"
 profile=default

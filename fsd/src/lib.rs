@@ -37,6 +37,7 @@ pub use path::{FsPath, MAX_NAME_LEN, RESERVED_NAMES, validate_name};
 pub use reader::FileReader;
 pub use store::{FsUsage, NewNode, Store, StoreOptions, XattrMode};
 pub use types::{
-    AgentId, AgentInfo, AgentStats, Attr, Change, DiffEntry, DirEntry, FileType, Hash, KeyInfo,
-    Quota, RenameMode, SetAttr, SnapshotInfo, StoreStats, SweepReport, View, WriteOptions,
+    AgentId, AgentInfo, AgentStats, Attr, Change, ComputeUsage, DiffEntry, DirEntry, FileType,
+    Hash, KeyInfo, Quota, RenameMode, SetAttr, SnapshotInfo, StoreStats, SweepReport, View,
+    WriteOptions,
 };

@@ -24,9 +24,9 @@ use crate::index::{Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
 use crate::rename::Place;
 use crate::splice::{self, Edit, Overlay};
 use crate::{
-    AgentId, AgentInfo, AgentStats, Attr, DiffEntry, DirEntry, Error, FileReader, FileType, FsPath,
-    FsckReport, Hash, KeyInfo, Quota, RenameMode, Result, SetAttr, SnapshotInfo, StoreStats,
-    SweepReport, View, WriteOptions,
+    AgentId, AgentInfo, AgentStats, Attr, ComputeUsage, DiffEntry, DirEntry, Error, FileReader,
+    FileType, FsPath, FsckReport, Hash, KeyInfo, Quota, RenameMode, Result, SetAttr, SnapshotInfo,
+    StoreStats, SweepReport, View, WriteOptions,
 };
 
 /// How the store is opened.
@@ -618,6 +618,34 @@ impl Store {
                 quota: tx.quota(agent)?,
             })
         })
+    }
+
+    /// Meters one finished code run: its wall-clock and CPU milliseconds.
+    pub fn record_run(&self, agent: AgentId, duration_ms: u64, cpu_ms: u64) -> Result<()> {
+        let added = ComputeUsage {
+            runs: 1,
+            run_ms: duration_ms,
+            run_cpu_ms: cpu_ms,
+            ..ComputeUsage::default()
+        };
+        self.index().write(|tx| tx.add_compute(agent, added))
+    }
+
+    /// Meters browser time since the last record for a session; `new_session` counts the
+    /// session itself, once. Recorded periodically and at the session's end, so a crash loses
+    /// little.
+    pub fn record_browser_time(&self, agent: AgentId, ms: u64, new_session: bool) -> Result<()> {
+        let added = ComputeUsage {
+            browser_sessions: u64::from(new_session),
+            browser_ms: ms,
+            ..ComputeUsage::default()
+        };
+        self.index().write(|tx| tx.add_compute(agent, added))
+    }
+
+    /// Compute the agent has used since it was created.
+    pub fn compute_usage(&self, agent: AgentId) -> Result<ComputeUsage> {
+        self.index().read(|tx| tx.compute_usage(agent))
     }
 
     pub fn store_stats(&self) -> Result<StoreStats> {

@@ -216,6 +216,19 @@ pub struct AgentStats {
     pub quota: Quota,
 }
 
+/// Compute an agent has used, in milliseconds, since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComputeUsage {
+    pub runs: u64,
+    /// Wall-clock time of the runs.
+    pub run_ms: u64,
+    /// CPU time of the runs' processes.
+    pub run_cpu_ms: u64,
+    pub browser_sessions: u64,
+    /// Time the browser sessions were open.
+    pub browser_ms: u64,
+}
+
 /// Figures for the whole store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreStats {

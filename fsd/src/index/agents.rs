@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::Tx;
 use super::tree::ROOT_INO;
-use crate::{AgentId, AgentInfo, Error, KeyInfo, Quota, Result};
+use crate::{AgentId, AgentInfo, ComputeUsage, Error, KeyInfo, Quota, Result};
 
 /// The counters an agent's writes are checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +183,55 @@ impl Tx<'_> {
             })
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("agent {agent}")))
+    }
+
+    /// Adds to the agent's compute counters.
+    pub fn add_compute(&self, agent: AgentId, added: ComputeUsage) -> Result<()> {
+        self.usage(agent)?; // the agent must exist
+        let value = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO compute_usage
+                     (agent_id, runs, run_ms, run_cpu_ms, browser_sessions, browser_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (agent_id) DO UPDATE SET
+                     runs = runs + excluded.runs,
+                     run_ms = run_ms + excluded.run_ms,
+                     run_cpu_ms = run_cpu_ms + excluded.run_cpu_ms,
+                     browser_sessions = browser_sessions + excluded.browser_sessions,
+                     browser_ms = browser_ms + excluded.browser_ms",
+            )?
+            .execute(params![
+                agent,
+                value(added.runs),
+                value(added.run_ms),
+                value(added.run_cpu_ms),
+                value(added.browser_sessions),
+                value(added.browser_ms),
+            ])?;
+        Ok(())
+    }
+
+    pub fn compute_usage(&self, agent: AgentId) -> Result<ComputeUsage> {
+        self.usage(agent)?; // the agent must exist
+        let usage = self
+            .conn
+            .prepare_cached(
+                "SELECT runs, run_ms, run_cpu_ms, browser_sessions, browser_ms
+                 FROM compute_usage WHERE agent_id = ?1",
+            )?
+            .query_row([agent], |row| {
+                let get = |i| row.get::<_, i64>(i).map(|n| n as u64);
+                Ok(ComputeUsage {
+                    runs: get(0)?,
+                    run_ms: get(1)?,
+                    run_cpu_ms: get(2)?,
+                    browser_sessions: get(3)?,
+                    browser_ms: get(4)?,
+                })
+            })
+            .optional()?;
+        Ok(usage.unwrap_or_default())
     }
 
     /// Fails with [`Error::QuotaExceeded`] if usage grew past `before` and beyond a quota.

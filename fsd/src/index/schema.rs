@@ -138,4 +138,15 @@ CREATE TABLE xattrs (
     PRIMARY KEY (agent_id, ino, name, gen_from)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // 3: compute metered per agent (code runs and browser sessions), in milliseconds.
+    r#"
+CREATE TABLE compute_usage (
+    agent_id INTEGER PRIMARY KEY REFERENCES agents(id),
+    runs INTEGER NOT NULL DEFAULT 0,
+    run_ms INTEGER NOT NULL DEFAULT 0,
+    run_cpu_ms INTEGER NOT NULL DEFAULT 0,
+    browser_sessions INTEGER NOT NULL DEFAULT 0,
+    browser_ms INTEGER NOT NULL DEFAULT 0
+) STRICT;
+"#,
 ];

@@ -385,3 +385,42 @@ proptest::proptest! {
         model::run(&ops);
     }
 }
+
+#[test]
+fn compute_usage_adds_up_per_agent_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let store = open(dir.path());
+        let a = store.create_agent("a").unwrap().id;
+        let b = store.create_agent("b").unwrap().id;
+        assert_eq!(
+            store.compute_usage(a).unwrap(),
+            fsd::ComputeUsage::default()
+        );
+        store.record_run(a, 120, 80).unwrap();
+        store.record_run(a, 30, 5).unwrap();
+        store.record_browser_time(a, 60_000, true).unwrap();
+        store.record_browser_time(a, 1_500, false).unwrap();
+        store.record_browser_time(b, 10, true).unwrap();
+        (a, b)
+    };
+    let store = open(dir.path());
+    let usage = store.compute_usage(a).unwrap();
+    assert_eq!(
+        usage,
+        fsd::ComputeUsage {
+            runs: 2,
+            run_ms: 150,
+            run_cpu_ms: 85,
+            browser_sessions: 1,
+            browser_ms: 61_500,
+        }
+    );
+    assert_eq!(store.compute_usage(b).unwrap().browser_ms, 10);
+    assert_eq!(store.compute_usage(b).unwrap().runs, 0);
+    assert!(matches!(
+        store.record_run(999, 1, 1),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(store.compute_usage(999), Err(Error::NotFound(_))));
+}

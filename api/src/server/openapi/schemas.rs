@@ -56,12 +56,16 @@ pub fn schemas() -> Value {
         "Diff": {"type": "object", "required": ["from", "to", "added", "removed", "modified"],
             "properties": {"from": string, "to": {"type": "string", "description": "a snapshot id or \"live\""},
                 "added": paths, "removed": paths, "modified": paths}},
-        "Usage": {"type": "object", "required": ["agent", "storage"], "properties": {
+        "Usage": {"type": "object", "required": ["agent", "storage", "compute"], "properties": {
             "agent": string, "storage": {"type": "object", "required": ["logical_bytes",
                 "stored_bytes", "files", "directories", "snapshots", "quota_bytes", "quota_files"],
                 "properties": {"logical_bytes": count, "stored_bytes": count, "files": count,
                     "directories": count, "snapshots": count, "quota_bytes": nullable_count,
-                    "quota_files": nullable_count}}}},
+                    "quota_files": nullable_count}},
+            "compute": {"type": "object", "description": "compute used since the agent was created, in milliseconds",
+                "required": ["runs", "run_ms", "run_cpu_ms", "browser_sessions", "browser_ms"],
+                "properties": {"runs": count, "run_ms": count, "run_cpu_ms": count,
+                    "browser_sessions": count, "browser_ms": count}}}},
         "Health": {"type": "object", "required": ["status"], "properties": {
             "status": {"type": "string", "const": "ok"}}},
     })

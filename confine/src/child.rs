@@ -1,0 +1,121 @@
+//! Preparing a child between fork and exec: join its cgroup first (so every descendant is
+//! counted and killed with it), start a new session, set rlimits, drop to an unprivileged
+//! user and forbid regaining privileges. Runs in a `pre_exec` hook, so it only makes
+//! async-signal-safe calls and allocates nothing.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::group::Joiner;
+
+/// The unprivileged identity a child runs as. Supplementary groups are cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A resource limit set as soft = hard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    /// Core dump size.
+    Core,
+    /// Open file descriptors.
+    OpenFiles,
+    /// Largest file the process may write.
+    FileSize,
+    /// Processes of the (real) user; counts across the whole host.
+    Processes,
+    /// Virtual address space.
+    AddressSpace,
+}
+
+impl Rlimit {
+    fn resource(self) -> libc::__rlimit_resource_t {
+        match self {
+            Rlimit::Core => libc::RLIMIT_CORE,
+            Rlimit::OpenFiles => libc::RLIMIT_NOFILE,
+            Rlimit::FileSize => libc::RLIMIT_FSIZE,
+            Rlimit::Processes => libc::RLIMIT_NPROC,
+            Rlimit::AddressSpace => libc::RLIMIT_AS,
+        }
+    }
+}
+
+/// Everything done to a child before exec, in this order: cgroup, session, rlimits,
+/// credentials, no-new-privileges, parent-death signal.
+#[derive(Debug, Default)]
+pub struct ChildSetup {
+    pub cgroup: Option<Joiner>,
+    pub new_session: bool,
+    pub rlimits: Vec<(Rlimit, u64)>,
+    pub credentials: Option<Credentials>,
+    pub no_new_privileges: bool,
+    /// Delivered when the thread that spawned the child exits: spawn from a long-lived thread.
+    /// Set after the uid change, which would clear it.
+    pub parent_death_signal: Option<i32>,
+}
+
+impl ChildSetup {
+    /// Installs the steps as `command`'s pre_exec hook. With tokio, pass
+    /// `command.as_std_mut()`.
+    pub fn apply_to(self, command: &mut Command) {
+        // SAFETY: the hook only makes async-signal-safe system calls on data prepared before
+        // the fork; it allocates nothing and takes no locks.
+        unsafe {
+            command.pre_exec(move || self.run_in_child());
+        }
+    }
+
+    fn run_in_child(&self) -> io::Result<()> {
+        if let Some(joiner) = &self.cgroup {
+            joiner.join()?;
+        }
+        if self.new_session {
+            // SAFETY: setsid has no memory effects.
+            check(unsafe { libc::setsid() })?;
+        }
+        for &(limit, value) in &self.rlimits {
+            let rlimit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            // SAFETY: the pointer is to a local of the right type.
+            check(unsafe { libc::setrlimit(limit.resource(), &rlimit) })?;
+        }
+        if let Some(credentials) = self.credentials {
+            // SAFETY: plain system calls; a null list with length 0 clears the groups.
+            unsafe {
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setresgid(
+                    credentials.gid,
+                    credentials.gid,
+                    credentials.gid,
+                ))?;
+                check(libc::setresuid(
+                    credentials.uid,
+                    credentials.uid,
+                    credentials.uid,
+                ))?;
+            }
+        }
+        if self.no_new_privileges {
+            // SAFETY: prctl with integer arguments.
+            check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        }
+        if let Some(signal) = self.parent_death_signal {
+            // SAFETY: prctl with integer arguments.
+            check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) })?;
+        }
+        Ok(())
+    }
+}
+
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
