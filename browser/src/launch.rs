@@ -12,13 +12,6 @@ use tokio::sync::oneshot;
 
 use crate::{Error, Result};
 
-/// The user a browser runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-}
-
 /// A started browser whose DevTools endpoint answers.
 pub struct Launched {
     pub child: Child,
@@ -28,7 +21,7 @@ pub struct Launched {
 
 /// Creates the profile directory of a session, owned by the browser's user and closed to
 /// everyone else.
-pub fn create_profile(dir: &Path, credentials: Option<Credentials>) -> Result<()> {
+pub fn create_profile(dir: &Path, credentials: Option<confine::Credentials>) -> Result<()> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -52,12 +45,12 @@ pub fn create_profiles_root(dir: &Path) -> Result<()> {
 }
 
 /// Starts `binary` with `args` and waits up to `timeout` for "DevTools listening on".
-/// `prepare` adjusts the command before it is spawned (cgroup, credentials, session).
+/// `setup` prepares the child before exec (cgroup, session, credentials).
 pub async fn launch(
     binary: &Path,
     args: &[String],
     profile_dir: &Path,
-    prepare: impl FnOnce(&mut std::process::Command),
+    setup: confine::ChildSetup,
     timeout: Duration,
 ) -> Result<Launched> {
     let mut command = Command::new(binary);
@@ -74,7 +67,7 @@ pub async fn launch(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    prepare(command.as_std_mut());
+    setup.apply_to(command.as_std_mut());
     let mut child = command
         .spawn()
         .map_err(|e| Error::Launch(format!("cannot start {}: {e}", binary.display())))?;

@@ -13,10 +13,10 @@ pub mod proxy;
 pub mod session;
 pub mod sessions;
 
+pub use confine::Credentials;
 pub use flags::{Flavor, Viewport};
-pub use launch::Credentials;
 pub use session::{ConnectionGuard, Owner, Session, SessionInfo};
-pub use sessions::{BrowserLimits, Browsers, BrowsersOptions, Meter, Screenshot, SessionRequest};
+pub use sessions::{Browsers, BrowsersOptions, Meter, Screenshot, SessionRequest, default_limits};
 
 /// Everything that can go wrong with a browser session.
 #[derive(Debug, thiserror::Error)]

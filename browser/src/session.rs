@@ -76,6 +76,8 @@ pub struct Session {
     pub(crate) held: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     /// Browser time not yet reported to the meter runs from here.
     pub(crate) metered_until: Mutex<Instant>,
+    /// The browser's process tree; taken at teardown.
+    pub(crate) cgroup: Mutex<Option<confine::Cgroup>>,
 }
 
 pub(crate) struct NewSession {
@@ -91,6 +93,7 @@ pub(crate) struct NewSession {
     pub downloads: Arc<Mutex<DownloadTracker>>,
     pub held: Box<dyn Any + Send + Sync>,
     pub started: Instant,
+    pub cgroup: Option<confine::Cgroup>,
 }
 
 impl Session {
@@ -116,6 +119,7 @@ impl Session {
             phase: watch::channel(Phase::Running).0,
             held: Mutex::new(Some(new.held)),
             metered_until: Mutex::new(new.started),
+            cgroup: Mutex::new(new.cgroup),
         }
     }
 

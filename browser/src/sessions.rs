@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::cdp::{self, Connection};
 use crate::flags::{self, Flavor, LaunchSpec, Viewport};
-use crate::launch::{self, Credentials};
+use crate::launch;
 use crate::proxy::DownloadTracker;
 use crate::session::{NewSession, Owner, Phase, Session, SessionInfo, lock, random_hex};
 use crate::{Error, Result};
@@ -19,23 +19,13 @@ use crate::{Error, Result};
 /// whether this is the session's first report.
 pub type Meter = Arc<dyn Fn(Owner, u64, bool) + Send + Sync>;
 
-/// Resource limits of one browser's process tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BrowserLimits {
-    pub memory_bytes: Option<u64>,
-    pub max_processes: Option<u64>,
-    /// CPU share: 1000 is one full core.
-    pub cpu_millicores: Option<u64>,
-}
-
-impl Default for BrowserLimits {
-    fn default() -> Self {
-        BrowserLimits {
-            memory_bytes: Some(1 << 30),
-            // Chromium counts threads here too: a browser with a few tabs runs ~100.
-            max_processes: Some(1024),
-            cpu_millicores: Some(1000),
-        }
+/// The limits of one browser's process tree, by default: 1 GiB, 1024 tasks (threads count:
+/// a browser with a few tabs runs about a hundred), one core.
+pub fn default_limits() -> confine::Limits {
+    confine::Limits {
+        memory_bytes: Some(1 << 30),
+        max_processes: Some(1024),
+        cpu_millicores: Some(1000),
     }
 }
 
@@ -48,10 +38,13 @@ pub struct BrowsersOptions {
     pub profiles_dir: PathBuf,
     /// The unprivileged user browsers run as; `None` keeps the server's own user (only
     /// where the server itself is unprivileged).
-    pub credentials: Option<Credentials>,
+    pub credentials: Option<confine::Credentials>,
     /// Keep Chromium's own renderer sandbox (needs unprivileged user namespaces).
     pub chromium_sandbox: bool,
-    pub limits: BrowserLimits,
+    /// The cgroup tree (a `confine` purpose) each browser gets a group in; emptied at start.
+    /// `None` runs browsers without cgroups (only where the host has none to give).
+    pub cgroup_tree: Option<String>,
+    pub limits: confine::Limits,
     pub default_idle_timeout: Duration,
     pub max_idle_timeout: Duration,
     /// Sessions running at once, across agents.
@@ -71,7 +64,8 @@ impl Default for BrowsersOptions {
             profiles_dir: PathBuf::from("browsers"),
             credentials: None,
             chromium_sandbox: true,
-            limits: BrowserLimits::default(),
+            cgroup_tree: None,
+            limits: default_limits(),
             default_idle_timeout: Duration::from_secs(3600),
             max_idle_timeout: Duration::from_secs(24 * 3600),
             max_sessions: 32,
@@ -105,6 +99,8 @@ pub struct Screenshot {
 /// The server's browser sessions.
 pub struct Browsers {
     options: BrowsersOptions,
+    /// Taken at shutdown, when the tree is removed.
+    cgroups: Mutex<Option<confine::CgroupTree>>,
     meter: Meter,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Sessions being launched, counted against `max_sessions`.
@@ -121,8 +117,23 @@ impl Browsers {
             )))?;
         }
         launch::create_profiles_root(&options.profiles_dir)?;
+        let cgroups = match &options.cgroup_tree {
+            Some(purpose) => {
+                let tree = confine::CgroupTree::open(purpose)
+                    .map_err(Error::io(format!("opening the cgroup tree {purpose}")))?;
+                let left = tree
+                    .remove_leftovers()
+                    .map_err(Error::io(format!("removing old browsers in {purpose}")))?;
+                if left > 0 {
+                    tracing::info!(left, "killed browsers a previous server left running");
+                }
+                Some(tree)
+            }
+            None => None,
+        };
         Ok(Arc::new(Browsers {
             options,
+            cgroups: Mutex::new(cgroups),
             meter,
             sessions: Mutex::default(),
             launching: Mutex::new(0),
@@ -157,8 +168,14 @@ impl Browsers {
         let profile_dir = self.options.profiles_dir.join(&id);
         launch::create_profile(&profile_dir, self.options.credentials)?;
         ensure_downloads_dir(&request.downloads_dir).await?;
+        let mut cgroup = lock(&self.cgroups)
+            .as_ref()
+            .map(|tree| tree.create(&format!("browser-{id}"), &self.options.limits))
+            .transpose()
+            .map_err(Error::io("creating the browser's cgroup".into()))
+            .inspect_err(|_| launch::remove_profile(&profile_dir))?;
         let launched = self
-            .launch_browser(&profile_dir, viewport, url)
+            .launch_browser(&profile_dir, viewport, url, cgroup.as_ref())
             .await
             .inspect_err(|_| launch::remove_profile(&profile_dir))?;
         let mut child = launched.child;
@@ -168,7 +185,7 @@ impl Browsers {
             {
                 Ok(control) => control,
                 Err(error) => {
-                    kill_tree(&mut child).await;
+                    kill_tree(&mut child, cgroup.take()).await;
                     launch::remove_profile(&profile_dir);
                     return Err(error);
                 }
@@ -186,6 +203,7 @@ impl Browsers {
             downloads,
             held: request.held,
             started,
+            cgroup,
         }));
         lock(&self.sessions).insert(id.clone(), session.clone());
         (self.meter)(owner, 0, true);
@@ -199,6 +217,7 @@ impl Browsers {
         profile_dir: &std::path::Path,
         viewport: Viewport,
         url: Option<&str>,
+        cgroup: Option<&confine::Cgroup>,
     ) -> Result<launch::Launched> {
         let spec = LaunchSpec {
             flavor: self.options.flavor,
@@ -208,18 +227,23 @@ impl Browsers {
             chromium_sandbox: self.options.chromium_sandbox,
         };
         let args = flags::chromium_args(&spec);
-        let credentials = self.options.credentials;
+        let setup = confine::ChildSetup {
+            cgroup: cgroup
+                .map(confine::Cgroup::joiner)
+                .transpose()
+                .map_err(Error::io("opening the browser's cgroup".into()))?,
+            new_session: true,
+            rlimits: vec![(confine::Rlimit::Core, 0)],
+            credentials: self.options.credentials,
+            no_new_privileges: true,
+            // Spawned from a runtime worker, which lives as long as the server.
+            parent_death_signal: Some(libc::SIGKILL),
+        };
         launch::launch(
             &self.options.binary,
             &args,
             profile_dir,
-            |command| {
-                use std::os::unix::process::CommandExt;
-                command.process_group(0);
-                if let Some(c) = credentials {
-                    command.uid(c.uid).gid(c.gid);
-                }
-            },
+            setup,
             self.options.launch_timeout,
         )
         .await
@@ -358,7 +382,8 @@ impl Browsers {
         });
     }
 
-    /// Ends every session (at shutdown) and waits for them.
+    /// Ends every session and waits for them, then removes the cgroup tree: at shutdown,
+    /// after which no session can start.
     pub async fn end_all(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         for session in &sessions {
@@ -366,6 +391,12 @@ impl Browsers {
         }
         for session in &sessions {
             session.ended().await;
+        }
+        let tree = lock(&self.cgroups).take();
+        if let Some(tree) = tree
+            && let Err(error) = tree.remove()
+        {
+            tracing::warn!(%error, "removing the browsers' cgroups failed");
         }
     }
 }
@@ -397,7 +428,8 @@ async fn supervise(
         }
         () = session.ending() => {}
     }
-    kill_tree(&mut child).await;
+    let cgroup = lock(&session.cgroup).take();
+    kill_tree(&mut child, cgroup).await;
     let profile = session.profile_dir.clone();
     let _ = tokio::task::spawn_blocking(move || launch::remove_profile(&profile)).await;
     drop(lock(&session.held).take());
@@ -407,14 +439,22 @@ async fn supervise(
     tracing::info!(session = %session.id, reason = ?session.phase(), "browser session ended");
 }
 
-/// Kills the browser and everything it started, and reaps it.
-async fn kill_tree(child: &mut tokio::process::Child) {
+/// Kills the browser and everything it started (its whole cgroup, or else its session's
+/// process group), reaps it and removes the cgroup.
+async fn kill_tree(child: &mut tokio::process::Child, cgroup: Option<confine::Cgroup>) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a negative pid signals the process group the browser leads.
+        // SAFETY: kill(2) with a negative pid signals the process group the browser leads
+        // (it called setsid).
         unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
+    if let Some(cgroup) = cgroup {
+        let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(%error, "removing a browser's cgroup failed");
+        }
+    }
 }
 
 async fn connect_control(

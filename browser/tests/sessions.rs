@@ -38,6 +38,7 @@ fn fixture(idle: Duration) -> Fixture {
         binary,
         profiles_dir: dir.path().join("browsers"),
         credentials,
+        cgroup_tree: Some(format!("browsers-test-{}", std::process::id())),
         default_idle_timeout: idle,
         ..BrowsersOptions::default()
     };
@@ -81,18 +82,21 @@ impl Fixture {
     }
 }
 
-fn processes_using(profile: &Path) -> usize {
+/// The browser processes started with `profile`: their pids.
+fn processes_using(profile: &Path) -> Vec<PathBuf> {
     let needle = format!("--user-data-dir={}", profile.display());
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == needle.as_bytes())
+        .map(|e| e.path())
+        .filter(|proc_dir| {
+            std::fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == needle.as_bytes())
+            })
         })
-        .count()
+        .collect()
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -110,7 +114,23 @@ async fn a_session_screenshots_at_its_viewport_and_ends_completely() {
     assert!(info.running);
     let profile = f.profile(&info.id);
     assert!(profile.is_dir());
-    assert!(processes_using(&profile) >= 1);
+    let processes = processes_using(&profile);
+    assert!(!processes.is_empty());
+    for process in &processes {
+        // Every browser process is in the session's own cgroup, as the sandbox user.
+        let cgroups = std::fs::read_to_string(process.join("cgroup")).unwrap_or_default();
+        assert!(
+            cgroups.contains(&format!("browser-{}", info.id)),
+            "{}: {cgroups}",
+            process.display()
+        );
+        // SAFETY: getuid cannot fail.
+        if unsafe { libc::getuid() } == 0 {
+            let status = std::fs::read_to_string(process.join("status")).unwrap_or_default();
+            let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+            assert!(uid_line.contains(&SANDBOX_ID.to_string()), "{uid_line}");
+        }
+    }
 
     let shot = f.browsers.screenshot(7, &info.id).await.unwrap();
     assert_eq!((shot.width, shot.height), (640, 400));
@@ -135,9 +155,8 @@ async fn a_session_screenshots_at_its_viewport_and_ends_completely() {
     assert!(!ended.running);
     assert_eq!(ended.ended_reason.as_deref(), Some("deleted"));
     assert!(!profile.exists(), "the profile outlived its session");
-    assert_eq!(
-        processes_using(&profile),
-        0,
+    assert!(
+        processes_using(&profile).is_empty(),
         "browser processes outlived their session"
     );
     // Ending again changes nothing.
@@ -152,6 +171,7 @@ async fn a_session_screenshots_at_its_viewport_and_ends_completely() {
     assert_eq!(metered.iter().filter(|m| m.2).count(), 1, "{metered:?}");
     assert!(metered.iter().all(|m| m.0 == 7));
     assert!(metered.iter().map(|m| m.1).sum::<u64>() > 0, "{metered:?}");
+    f.browsers.end_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +217,7 @@ async fn a_crashed_browser_ends_its_session_with_the_reason() {
         !f.profile(&info.id).exists()
     })
     .await;
+    f.browsers.end_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The server's browser sessions as it runs them: options from the command line, browser
 //! time reported to the agent's usage, and the sweeper that ends idle sessions.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,10 +39,13 @@ pub fn browsers(
             uid: args.sandbox_uid,
             gid: args.sandbox_gid,
         }),
+        // Chromium's own renderer sandbox works as the sandbox user: it needs only
+        // unprivileged user namespaces.
         chromium_sandbox: true,
-        limits: browser::BrowserLimits {
+        cgroup_tree: Some(cgroup_tree_name(&args.data.data_dir)),
+        limits: confine::Limits {
             memory_bytes: Some(args.browser_memory_bytes),
-            ..browser::BrowserLimits::default()
+            ..browser::default_limits()
         },
         default_idle_timeout: Duration::from_secs(args.browser_idle_seconds),
         max_idle_timeout: Duration::from_secs(args.browser_max_idle_seconds),
@@ -52,10 +56,28 @@ pub fn browsers(
     Ok(Some(browser::Browsers::new(options, meter)?))
 }
 
+/// The cgroup tree of this data directory's browsers: a server cleaning up after a crash
+/// kills its own leftovers and never another server's browsers.
+fn cgroup_tree_name(data_dir: &Path) -> String {
+    let dir = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("browsers-{}", &hash[..16])
+}
+
 /// Adds browser time to the agent's usage in the store.
-fn meter(_store: fsd::Store) -> browser::Meter {
+fn meter(store: fsd::Store) -> browser::Meter {
     Arc::new(move |agent, ms, new_session| {
-        tracing::debug!(agent, ms, new_session, "browser time");
+        if ms == 0 && !new_session {
+            return;
+        }
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.record_browser_time(agent, ms, new_session) {
+                tracing::warn!(%error, agent, ms, "recording browser time failed");
+            }
+        });
     })
 }
 
