@@ -91,7 +91,8 @@ pub struct ServeArgs {
         default_value = "headless-shell"
     )]
     pub browser: BrowserFlavor,
-    /// The Chromium binary [default: /usr/bin/chromium-headless-shell or /usr/bin/chromium].
+    /// The Chromium executable [default: /usr/lib/chromium/chromium-headless-shell or
+    /// /usr/lib/chromium/chromium].
     #[arg(long, env = "AGENTBOX_BROWSER_BINARY")]
     pub browser_binary: Option<PathBuf>,
     /// Seconds without activity after which a browser session ends, unless it asks otherwise.

@@ -85,11 +85,12 @@ pub fn chromium_args(spec: &LaunchSpec<'_>) -> Vec<String> {
     args
 }
 
-/// The binary Debian installs for a flavor.
+/// The binary Debian installs for a flavor: the executable itself, not the shell wrapper in
+/// `/usr/bin`, so that the process the server supervises is the browser.
 pub fn default_binary(flavor: Flavor) -> PathBuf {
     match flavor {
-        Flavor::HeadlessShell => PathBuf::from("/usr/bin/chromium-headless-shell"),
-        Flavor::Full => PathBuf::from("/usr/bin/chromium"),
+        Flavor::HeadlessShell => PathBuf::from("/usr/lib/chromium/chromium-headless-shell"),
+        Flavor::Full => PathBuf::from("/usr/lib/chromium/chromium"),
     }
 }
 

@@ -25,8 +25,6 @@ pub enum Error {
     NotFound(String),
     #[error("browser session {id} has ended: {reason}")]
     Ended { id: String, reason: String },
-    #[error("the session token is missing or wrong")]
-    Unauthorized,
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0} browser sessions are running, the most this server allows")]

@@ -290,10 +290,17 @@ impl Browsers {
             return Ok(session.info());
         }
         session.touch();
-        let pages = session.control.pages().await?;
-        let mut info = session.info();
-        info.pages = Some(pages);
-        Ok(info)
+        match session.control.pages().await {
+            Ok(pages) => {
+                let mut info = session.info();
+                info.pages = Some(pages);
+                Ok(info)
+            }
+            Err(error) => match explain(&session, error).await {
+                Error::Ended { .. } => Ok(session.info()),
+                error => Err(error),
+            },
+        }
     }
 
     /// The owner's sessions, oldest first.
@@ -324,26 +331,31 @@ impl Browsers {
     /// A PNG of the session's most recent page's viewport.
     pub async fn screenshot(&self, owner: Owner, id: &str) -> Result<Screenshot> {
         let session = self.running(owner, id)?;
-        let pages = session.control.pages().await?;
+        let pages = match session.control.pages().await {
+            Ok(pages) => pages,
+            Err(error) => return Err(explain(&session, error).await),
+        };
         let page = pages
             .first()
             .ok_or_else(|| Error::InvalidRequest("the session has no open page".into()))?;
-        let png = session.control.capture_png(&page.id).await?;
+        let png = match session.control.capture_png(&page.id).await {
+            Ok(png) => png,
+            Err(error) => return Err(explain(&session, error).await),
+        };
         let (width, height) = cdp::png_size(&png)
             .ok_or_else(|| Error::Devtools("the browser's screenshot is not a PNG".into()))?;
         Ok(Screenshot { png, width, height })
     }
 
     /// The session `id` if `token` is its token and it is running: the check before a CDP
-    /// connection is accepted.
+    /// connection is accepted. A wrong token is answered as an unknown session, so a token
+    /// tells nothing about sessions it does not open.
     pub fn authorize(&self, id: &str, token: &str) -> Result<Arc<Session>> {
         let session = lock(&self.sessions)
             .get(id)
+            .filter(|session| session.token_matches(token))
             .cloned()
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        if !session.token_matches(token) {
-            return Err(Error::Unauthorized);
-        }
         if !session.is_running() {
             return Err(ended_error(&session));
         }
@@ -478,6 +490,15 @@ async fn ensure_downloads_dir(dir: &std::path::Path) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Launch(format!("creating the downloads directory: {e}")))?
+}
+
+/// A failed DevTools call on a browser that is dying is the session's end, once the
+/// supervisor has seen it go (within a second); otherwise the failure itself.
+async fn explain(session: &Session, error: Error) -> Error {
+    match tokio::time::timeout(Duration::from_secs(1), session.ending()).await {
+        Ok(()) => ended_error(session),
+        Err(_) => error,
+    }
 }
 
 fn ended_error(session: &Session) -> Error {

@@ -147,7 +147,7 @@ async fn a_session_screenshots_at_its_viewport_and_ends_completely() {
     ));
     assert!(matches!(
         f.browsers.authorize(&info.id, "wrong"),
-        Err(Error::Unauthorized)
+        Err(Error::NotFound(_))
     ));
     assert!(f.browsers.authorize(&info.id, &info.token).is_ok());
 

@@ -9,6 +9,12 @@
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/browser_support.rs"]
+mod browser_support;
+#[path = "e2e/browsers.rs"]
+mod browsers;
+#[path = "e2e/cdp_clients.rs"]
+mod cdp_clients;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/concurrency.rs"]

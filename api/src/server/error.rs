@@ -123,7 +123,6 @@ impl From<browser::Error> for ApiError {
         let (status, code) = match &error {
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::Ended { .. } => (StatusCode::CONFLICT, "session_ended"),
-            E::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             E::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             E::TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
             E::Launch(_) => (StatusCode::SERVICE_UNAVAILABLE, "browser_unavailable"),
@@ -205,7 +204,6 @@ mod tests {
             }),
             (409, "session_ended")
         );
-        assert_eq!(mapped(browser::Error::Unauthorized), (401, "unauthorized"));
         assert_eq!(
             mapped(browser::Error::InvalidRequest(id())),
             (400, "invalid_request")
