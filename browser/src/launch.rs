@@ -36,6 +36,38 @@ pub fn create_profile(dir: &Path, credentials: Option<confine::Credentials>) -> 
     Ok(())
 }
 
+/// Fails unless the browser's user can pass through every directory on the way to `dir`
+/// (search permission), naming the first that stops it.
+pub fn check_reachable(dir: &Path, credentials: Option<confine::Credentials>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(c) = credentials else {
+        return Ok(());
+    };
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let search = if meta.uid() == c.uid {
+            mode & 0o100
+        } else if meta.gid() == c.gid {
+            mode & 0o010
+        } else {
+            mode & 0o001
+        };
+        if search == 0 {
+            return Err(Error::Launch(format!(
+                "the browsers' user (uid {}) cannot reach {}: {} is closed to it; make it \
+                 traversable (chmod o+x) or move the data directory",
+                c.uid,
+                dir.display(),
+                ancestor.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the directory that holds the profiles: traversable, not listable, by the
 /// browsers' user.
 pub fn create_profiles_root(dir: &Path) -> Result<()> {
@@ -116,5 +148,29 @@ pub fn remove_profile(dir: &PathBuf) {
         && error.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(%error, dir = %dir.display(), "removing a browser profile failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_directory_that_blocks_the_browser_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        let user = Some(confine::Credentials {
+            uid: 61000,
+            gid: 61000,
+        });
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let error = check_reachable(&inner, user).unwrap_err().to_string();
+        assert!(error.contains(&dir.path().display().to_string()), "{error}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        check_reachable(&inner, user).unwrap();
+        // Without a user change there is nothing to check.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_reachable(&inner, None).unwrap();
     }
 }

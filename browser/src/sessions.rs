@@ -162,6 +162,11 @@ impl Browsers {
                 self.options.max_idle_timeout.as_secs()
             )));
         }
+        launch::check_reachable(
+            &self.options.profiles_dir.join("profile"),
+            self.options.credentials,
+        )?;
+        launch::check_reachable(&request.downloads_dir, self.options.credentials)?;
         let _slot = self.reserve_slot()?;
         let started = Instant::now();
         let id = random_hex(16);
