@@ -14,6 +14,12 @@
 #   bench/run.sh fs               # everything under /var/tmp
 #   bench/run.sh fs --quick       # a fast check that everything works
 #   bench/run.sh fs --help        # every option
+#
+# The browser benchmark: session create through the API next to a cold launch of the same
+# Chromium, screenshot time, and memory per idle session with ten open. Needs root (the
+# browsers run as the sandbox user) and chromium-headless-shell (scripts/setup.sh).
+#
+#   bench/run.sh browser
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -6,8 +6,10 @@
 //! the report to stdout. `bench/run.sh` builds everything in release mode and runs this.
 //!
 //! `agentbox-bench fs` is the filesystem benchmark instead: an agentbox FUSE mount next to
-//! ext4 and JuiceFS (see [`filesystem`]).
+//! ext4 and JuiceFS (see [`filesystem`]). `agentbox-bench browser` measures browser sessions
+//! next to a cold launch of the same Chromium (see [`browsers`]).
 
+mod browsers;
 mod filesystem;
 mod http;
 mod parallel;
@@ -61,12 +63,16 @@ enum Mode {
     /// The filesystem benchmark: fio and small-file workloads on an `agentbox mount`, a
     /// plain ext4 directory and a JuiceFS mount, side by side.
     Fs(filesystem::Options),
+    /// The browser benchmark: session create, screenshot and memory per idle session, next
+    /// to the same Chromium launched by hand.
+    Browser(browsers::Options),
 }
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let result = match args.mode.take() {
         Some(Mode::Fs(options)) => filesystem::run(options),
+        Some(Mode::Browser(options)) => browsers::run(options),
         None => run(args),
     };
     match result {
