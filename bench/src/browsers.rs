@@ -194,18 +194,21 @@ fn measure(
     std::thread::sleep(Duration::from_secs(3));
     let mut pss = 0u64;
     let mut rss = 0u64;
+    let mut processes = 0;
     for id in &ids {
-        let profile = data_dir.join("browsers").join(id);
-        let (p, r) = memory_of(&pids_using(&profile));
+        let pids = pids_using(&data_dir.join("browsers").join(id));
+        let (p, r) = memory_of(&pids);
         pss += p;
         rss += r;
+        processes += pids.len();
     }
     for id in &ids {
         api.delete(id)?;
     }
     let alone = cold_launch(binary, work, page)?;
     std::thread::sleep(Duration::from_secs(3));
-    let (alone_pss, alone_rss) = memory_of(&pids_using(&alone.profile));
+    let alone_pids = pids_using(&alone.profile);
+    let (alone_pss, alone_rss) = memory_of(&alone_pids);
     alone.stop();
     let sessions = options.sessions as f64;
     let mut memory = Table::new(
@@ -213,17 +216,19 @@ fn measure(
             "Memory per idle session, {} sessions open",
             options.sessions
         ),
-        &["what", "PSS", "RSS (shared counted in each)"],
+        &["what", "PSS", "RSS (shared counted in each)", "processes"],
     );
     memory.row(vec![
         "agentbox session (mean)".into(),
         mib(pss as f64 / sessions),
         mib(rss as f64 / sessions),
+        format!("{:.1}", processes as f64 / sessions),
     ]);
     memory.row(vec![
         "one browser launched alone".into(),
         mib(alone_pss as f64),
         mib(alone_rss as f64),
+        alone_pids.len().to_string(),
     ]);
     memory.note("target: at most 120 MB per idle headless-shell session");
     Ok(vec![startup, screenshot, memory])
@@ -346,23 +351,54 @@ fn cold_launch(binary: &Path, work: &Path, url: &str) -> Result<Launched> {
     })
 }
 
-/// The processes started with `--user-data-dir=<profile>`.
+/// The browser started with `--user-data-dir=<profile>` and every process below it (its
+/// zygotes, renderers and utilities do not repeat the flag).
 fn pids_using(profile: &Path) -> Vec<u32> {
     let needle = format!("--user-data-dir={}", profile.display());
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == needle.as_bytes())
-                .then_some(pid)
-        })
-        .collect()
+    let mut parents = Vec::new();
+    let mut roots = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The field after the parenthesized command name (which may hold spaces) is the
+        // state, then the parent pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0);
+        parents.push((pid, ppid));
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == needle.as_bytes())
+        {
+            roots.push(pid);
+        }
+    }
+    let mut tree = roots;
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for (pid, ppid) in &parents {
+            if *ppid == parent && !tree.contains(pid) {
+                tree.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    tree
 }
 
 /// Total proportional and resident set sizes of `pids`, in bytes.

@@ -67,7 +67,8 @@ pub struct Session {
     pub downloads_dir: PathBuf,
     pub(crate) profile_dir: PathBuf,
     devtools_url: String,
-    pub(crate) control: Connection,
+    /// The server's own DevTools connection, made once, right after the launch.
+    control: tokio::sync::OnceCell<Result<Connection, String>>,
     pub(crate) downloads: Arc<Mutex<DownloadTracker>>,
     activity: Mutex<Activity>,
     connections: AtomicUsize,
@@ -89,8 +90,6 @@ pub(crate) struct NewSession {
     pub downloads_dir: PathBuf,
     pub profile_dir: PathBuf,
     pub devtools_url: String,
-    pub control: Connection,
-    pub downloads: Arc<Mutex<DownloadTracker>>,
     pub held: Box<dyn Any + Send + Sync>,
     pub started: Instant,
     pub cgroup: Option<confine::Cgroup>,
@@ -109,8 +108,8 @@ impl Session {
             downloads_dir: new.downloads_dir,
             profile_dir: new.profile_dir,
             devtools_url: new.devtools_url,
-            control: new.control,
-            downloads: new.downloads,
+            control: tokio::sync::OnceCell::new(),
+            downloads: Arc::default(),
             activity: Mutex::new(Activity {
                 at: Instant::now(),
                 wall: now,
@@ -126,6 +125,29 @@ impl Session {
     /// True when `presented` is this session's token (compared in constant time).
     pub fn token_matches(&self, presented: &str) -> bool {
         constant_time_eq(self.token.as_bytes(), presented.as_bytes())
+    }
+
+    /// The server's own DevTools connection, with the browser's download directory set:
+    /// made by the first caller, awaited by the others.
+    pub async fn control(&self) -> crate::Result<&Connection> {
+        let made = self
+            .control
+            .get_or_init(|| async {
+                let tracker = self.downloads.clone();
+                let control = Connection::connect(&self.devtools_url, move |event| {
+                    lock(&tracker).observe_event(&event.method, &event.params);
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                control
+                    .set_download_behavior(&self.downloads_dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(control)
+            })
+            .await;
+        made.as_ref()
+            .map_err(|error| crate::Error::Devtools(error.clone()))
     }
 
     /// Chromium's own browser endpoint, for the proxy's upstream connection only.
@@ -211,7 +233,8 @@ impl Session {
     /// only the proxy can give).
     pub async fn version(&self) -> crate::Result<serde_json::Value> {
         let version = self
-            .control
+            .control()
+            .await?
             .call("Browser.getVersion", serde_json::json!({}), None)
             .await?;
         Ok(serde_json::json!({

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cdp::{self, Connection};
+use crate::cdp;
 use crate::flags::{self, Flavor, LaunchSpec, Viewport};
 use crate::launch;
-use crate::proxy::DownloadTracker;
 use crate::session::{NewSession, Owner, Phase, Session, SessionInfo, lock, random_hex};
 use crate::{Error, Result};
 
@@ -173,7 +172,7 @@ impl Browsers {
         let profile_dir = self.options.profiles_dir.join(&id);
         launch::create_profile(&profile_dir, self.options.credentials)?;
         ensure_downloads_dir(&request.downloads_dir).await?;
-        let mut cgroup = lock(&self.cgroups)
+        let cgroup = lock(&self.cgroups)
             .as_ref()
             .map(|tree| tree.create(&format!("browser-{id}"), &self.options.limits))
             .transpose()
@@ -183,18 +182,7 @@ impl Browsers {
             .launch_browser(&profile_dir, viewport, url, cgroup.as_ref())
             .await
             .inspect_err(|_| launch::remove_profile(&profile_dir))?;
-        let mut child = launched.child;
-        let downloads = Arc::new(Mutex::new(DownloadTracker::default()));
-        let control =
-            match connect_control(&launched.devtools_url, &downloads, &request.downloads_dir).await
-            {
-                Ok(control) => control,
-                Err(error) => {
-                    kill_tree(&mut child, cgroup.take()).await;
-                    launch::remove_profile(&profile_dir);
-                    return Err(error);
-                }
-            };
+        let child = launched.child;
         let session = Arc::new(Session::new(NewSession {
             id: id.clone(),
             owner,
@@ -204,8 +192,6 @@ impl Browsers {
             downloads_dir: request.downloads_dir,
             profile_dir,
             devtools_url: launched.devtools_url,
-            control,
-            downloads,
             held: request.held,
             started,
             cgroup,
@@ -214,6 +200,15 @@ impl Browsers {
         (self.meter)(owner, 0, true);
         tracing::info!(session = %id, owner, ms = started.elapsed().as_millis() as u64, "browser session started");
         tokio::spawn(supervise(self.clone(), session.clone(), child));
+        // The server's own DevTools connection (download directory first) is made while the
+        // answer goes back; clients and screenshots wait for it.
+        let connecting = session.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connecting.control().await {
+                connecting
+                    .begin_ending(&format!("the browser's DevTools endpoint failed: {error}"));
+            }
+        });
         Ok(session.info())
     }
 
@@ -295,7 +290,7 @@ impl Browsers {
             return Ok(session.info());
         }
         session.touch();
-        match session.control.pages().await {
+        match pages_of(&session).await {
             Ok(pages) => {
                 let mut info = session.info();
                 info.pages = Some(pages);
@@ -336,14 +331,14 @@ impl Browsers {
     /// A PNG of the session's most recent page's viewport.
     pub async fn screenshot(&self, owner: Owner, id: &str) -> Result<Screenshot> {
         let session = self.running(owner, id)?;
-        let pages = match session.control.pages().await {
+        let pages = match pages_of(&session).await {
             Ok(pages) => pages,
             Err(error) => return Err(explain(&session, error).await),
         };
         let page = pages
             .first()
             .ok_or_else(|| Error::InvalidRequest("the session has no open page".into()))?;
-        let png = match session.control.capture_png(&page.id).await {
+        let png = match capture(&session, &page.id).await {
             Ok(png) => png,
             Err(error) => return Err(explain(&session, error).await),
         };
@@ -474,20 +469,6 @@ async fn kill_tree(child: &mut tokio::process::Child, cgroup: Option<confine::Cg
     }
 }
 
-async fn connect_control(
-    devtools_url: &str,
-    downloads: &Arc<Mutex<DownloadTracker>>,
-    downloads_dir: &std::path::Path,
-) -> Result<Connection> {
-    let tracker = downloads.clone();
-    let control = Connection::connect(devtools_url, move |event| {
-        lock(&tracker).observe_event(&event.method, &event.params);
-    })
-    .await?;
-    control.set_download_behavior(downloads_dir).await?;
-    Ok(control)
-}
-
 async fn ensure_downloads_dir(dir: &std::path::Path) -> Result<()> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -495,6 +476,14 @@ async fn ensure_downloads_dir(dir: &std::path::Path) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Launch(format!("creating the downloads directory: {e}")))?
+}
+
+async fn pages_of(session: &Session) -> Result<Vec<cdp::PageTarget>> {
+    session.control().await?.pages().await
+}
+
+async fn capture(session: &Session, page: &str) -> Result<Vec<u8>> {
+    session.control().await?.capture_png(page).await
 }
 
 /// A failed DevTools call on a browser that is dying is the session's end, once the

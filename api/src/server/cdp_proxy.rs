@@ -78,6 +78,9 @@ pub async fn connect(
             ),
         )
     })?;
+    // The server's own connection first: the browser's download directory is set before
+    // any client message arrives.
+    session.control().await?;
     // Connect upstream first, so a browser that cannot be reached is an HTTP error.
     let (upstream, _) = tokio_tungstenite::connect_async_with_config(
         session.devtools_url(),
