@@ -134,15 +134,19 @@ impl Session {
             .control
             .get_or_init(|| async {
                 let tracker = self.downloads.clone();
+                let message = |error: crate::Error| match error {
+                    crate::Error::Devtools(message) => message,
+                    other => other.to_string(),
+                };
                 let control = Connection::connect(&self.devtools_url, move |event| {
                     lock(&tracker).observe_event(&event.method, &event.params);
                 })
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(message)?;
                 control
                     .set_download_behavior(&self.downloads_dir)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(message)?;
                 Ok(control)
             })
             .await;

@@ -172,13 +172,57 @@ pub fn run_cdp_client(client: &str, env: &[(&str, &str)]) -> Value {
         .unwrap_or_else(|e| panic!("{client} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
 
-/// The pids of the browser processes of session `id` (found by their profile directory).
-pub fn browser_pids(server: &Server, id: &str, main_only: bool) -> Vec<i32> {
+/// The browser process of session `id` (found by its profile directory), if it runs.
+pub fn main_browser_pid(server: &Server, id: &str) -> Option<i32> {
     let profile = format!(
         "--user-data-dir={}",
         server.data_dir.join("browsers").join(id).display()
     );
-    let mut pids = Vec::new();
+    processes().into_iter().find_map(|(pid, _, args)| {
+        let ours = args.iter().any(|a| a == &profile);
+        let child = args.iter().any(|a| a.starts_with("--type="));
+        (ours && !child).then_some(pid)
+    })
+}
+
+/// The browser process of session `id` and every process below it (zygotes, renderers and
+/// utilities do not repeat the profile flag).
+pub fn browser_tree(server: &Server, id: &str) -> Vec<i32> {
+    let Some(main) = main_browser_pid(server, id) else {
+        return Vec::new();
+    };
+    let all = processes();
+    let mut tree = vec![main];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for (pid, ppid, _) in &all {
+            if *ppid == parent && !tree.contains(pid) {
+                tree.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    tree
+}
+
+/// Which of `pids` still run (zombies count as gone).
+pub fn still_running(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state != "Z" && state != "X")
+            })
+        })
+        .collect()
+}
+
+/// Every process: pid, parent pid and arguments.
+fn processes() -> Vec<(i32, i32, Vec<String>)> {
+    let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
         let Some(pid) = entry
             .file_name()
@@ -187,17 +231,22 @@ pub fn browser_pids(server: &Server, id: &str, main_only: bool) -> Vec<i32> {
         else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let ours = args.iter().any(|a| *a == profile.as_bytes());
-        let child = args.iter().any(|a| a.starts_with(b"--type="));
-        if ours && !(main_only && child) {
-            pids.push(pid);
-        }
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        all.push((pid, ppid, args));
     }
-    pids
+    all
 }
 
 /// A WebSocket handshake by hand; returns the status line of the answer.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::browser_support::{
-    Pages, browser_pids, browser_server, browser_usage, create_session, session_route, wait_for,
-    websocket_handshake,
+    Pages, browser_server, browser_tree, browser_usage, create_session, main_browser_pid,
+    session_route, still_running, wait_for, websocket_handshake,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -54,12 +54,14 @@ fn a_session_opens_its_url_and_ends_when_deleted() {
         .ok();
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
 
-    assert!(!browser_pids(&server, id, false).is_empty());
+    let tree = browser_tree(&server, id);
+    assert!(tree.len() > 1, "a browser and its helpers: {tree:?}");
     let deleted = client.req("DELETE", &session_route(id, "")).call().ok();
     assert_eq!(deleted["status"], "ended");
     assert_eq!(deleted["ended_reason"], "deleted");
-    assert!(
-        browser_pids(&server, id, false).is_empty(),
+    assert_eq!(
+        still_running(&tree),
+        Vec::<i32>::new(),
         "browser processes outlived the session"
     );
     assert!(
@@ -102,7 +104,7 @@ fn idle_sessions_expire_unless_kept_alive() {
     let idle = client.req("GET", &session_route(idle_id, "")).call().ok();
     assert_eq!(idle["status"], "ended", "{idle}");
     assert_eq!(idle["ended_reason"], "idle for 2 seconds");
-    assert!(browser_pids(&server, idle_id, false).is_empty());
+    assert_eq!(main_browser_pid(&server, idle_id), None);
     let kept = client.req("GET", &session_route(kept_id, "")).call().ok();
     assert_eq!(kept["status"], "running", "{kept}");
     client
@@ -117,10 +119,13 @@ fn a_crashed_browser_ends_its_session_with_the_reason() {
     let client = server.client();
     let session = create_session(&client, json!({}));
     let id = session["session_id"].as_str().unwrap();
-    let main = browser_pids(&server, id, true);
-    assert_eq!(main.len(), 1, "one browser process: {main:?}");
+    // Running and answering first.
+    let shown = client.req("GET", &session_route(id, "")).call().ok();
+    assert_eq!(shown["pages"].as_array().map(Vec::len), Some(1), "{shown}");
+    let tree = browser_tree(&server, id);
+    assert!(tree.len() > 1, "a browser and its helpers: {tree:?}");
     let killed = std::process::Command::new("kill")
-        .args(["-KILL", &main[0].to_string()])
+        .args(["-KILL", &tree[0].to_string()])
         .status()
         .expect("run kill");
     assert!(killed.success());
@@ -130,8 +135,9 @@ fn a_crashed_browser_ends_its_session_with_the_reason() {
     });
     let reason = ended["ended_reason"].as_str().unwrap();
     assert!(reason.contains("exited unexpectedly"), "{reason}");
+    // Its helpers, orphaned by the crash, go with the session.
     wait_for("the browser's processes to go", WAIT, || {
-        browser_pids(&server, id, false).is_empty().then_some(())
+        still_running(&tree).is_empty().then_some(())
     });
 }
 
