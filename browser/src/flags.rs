@@ -85,6 +85,45 @@ pub fn chromium_args(spec: &LaunchSpec<'_>) -> Vec<String> {
     args
 }
 
+/// The filesystem view a browser gets, laid by bubblewrap: the host read-only, a fresh
+/// `/tmp`, `/dev` and `/proc`, the `hidden` directories (the server's data, every agent's
+/// mount) replaced by empty ones, and only the session's profile and its agent's downloads
+/// directory bound back, at their own paths.
+#[derive(Debug, Clone)]
+pub struct ViewSpec<'a> {
+    pub hidden: &'a [PathBuf],
+    pub profile_dir: &'a Path,
+    pub downloads_dir: &'a Path,
+}
+
+/// The bubblewrap arguments for `view`, ending with `--`: the browser's command follows.
+pub fn bwrap_args(view: &ViewSpec<'_>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
+    .map(String::from)
+    .to_vec();
+    for hidden in view.hidden {
+        args.push("--tmpfs".into());
+        args.push(hidden.display().to_string());
+    }
+    for dir in [view.profile_dir, view.downloads_dir] {
+        args.push("--bind".into());
+        args.push(dir.display().to_string());
+        args.push(dir.display().to_string());
+    }
+    args.extend(["--unshare-pid", "--die-with-parent", "--"].map(String::from));
+    args
+}
+
 /// The binary Debian installs for a flavor: the executable itself, not the shell wrapper in
 /// `/usr/bin`, so that the process the server supervises is the browser.
 pub fn default_binary(flavor: Flavor) -> PathBuf {
@@ -151,6 +190,29 @@ mod tests {
         assert!(!chromium_args(&spec).contains(&"--no-sandbox".to_string()));
         spec.chromium_sandbox = false;
         assert!(chromium_args(&spec).contains(&"--no-sandbox".to_string()));
+    }
+
+    #[test]
+    fn the_view_hides_the_data_and_binds_back_only_the_sessions_directories() {
+        let hidden = [PathBuf::from("/srv/data"), PathBuf::from("/srv/mounts")];
+        let args = bwrap_args(&ViewSpec {
+            hidden: &hidden,
+            profile_dir: Path::new("/srv/data/browsers/s1"),
+            downloads_dir: Path::new("/srv/mounts/7/downloads"),
+        });
+        let text = args.join(" ");
+        assert!(text.starts_with("--ro-bind / / "), "{text}");
+        let position = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from {text}"))
+        };
+        // Hidden first, then bound back: bubblewrap applies them in order.
+        assert!(position("--tmpfs /srv/data") < position("--bind /srv/data/browsers/s1"));
+        assert!(position("--tmpfs /srv/mounts") < position("--bind /srv/mounts/7/downloads"));
+        assert!(text.contains("--bind /srv/mounts/7/downloads /srv/mounts/7/downloads"));
+        assert!(!text.contains("/srv/mounts/8"));
+        assert!(text.contains("--die-with-parent"));
+        assert_eq!(args.last().unwrap(), "--");
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub mod sessions;
 pub use confine::Credentials;
 pub use flags::{Flavor, Viewport};
 pub use session::{ConnectionGuard, Owner, Session, SessionInfo};
-pub use sessions::{Browsers, BrowsersOptions, Meter, Screenshot, SessionRequest, default_limits};
+pub use sessions::{
+    Browsers, BrowsersOptions, Meter, Screenshot, SessionRequest, View, default_limits,
+};
 
 /// Everything that can go wrong with a browser session.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,9 @@ pub struct BrowsersOptions {
     pub credentials: Option<confine::Credentials>,
     /// Keep Chromium's own renderer sandbox (needs unprivileged user namespaces).
     pub chromium_sandbox: bool,
+    /// Lay a filesystem view for each browser with bubblewrap: `None` runs browsers on the
+    /// host's view (only where bubblewrap is unavailable).
+    pub view: Option<View>,
     /// The cgroup tree (a `confine` purpose) each browser gets a group in; emptied at start.
     /// `None` runs browsers without cgroups (only where the host has none to give).
     pub cgroup_tree: Option<String>,
@@ -63,6 +66,7 @@ impl Default for BrowsersOptions {
             profiles_dir: PathBuf::from("browsers"),
             credentials: None,
             chromium_sandbox: true,
+            view: None,
             cgroup_tree: None,
             limits: default_limits(),
             default_idle_timeout: Duration::from_secs(3600),
@@ -73,6 +77,15 @@ impl Default for BrowsersOptions {
             ended_retention: Duration::from_secs(3600),
         }
     }
+}
+
+/// How browsers' filesystem views are made.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub bwrap: PathBuf,
+    /// Directories no browser sees (the server's data, every agent's mount) but for its own
+    /// profile and downloads directory.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// What a new session asks for.
@@ -108,7 +121,9 @@ pub struct Browsers {
 
 impl Browsers {
     /// Prepares the profiles directory, removing what a previous process left there.
-    pub fn new(options: BrowsersOptions, meter: Meter) -> Result<Arc<Browsers>> {
+    pub fn new(mut options: BrowsersOptions, meter: Meter) -> Result<Arc<Browsers>> {
+        options.profiles_dir = std::path::absolute(&options.profiles_dir)
+            .map_err(Error::io("resolving the profiles directory".into()))?;
         if options.profiles_dir.exists() {
             std::fs::remove_dir_all(&options.profiles_dir).map_err(Error::io(format!(
                 "removing old profiles in {}",
@@ -150,6 +165,8 @@ impl Browsers {
         request: SessionRequest,
     ) -> Result<SessionInfo> {
         let url = request.url.as_deref().map(check_url).transpose()?;
+        let downloads_dir = std::path::absolute(&request.downloads_dir)
+            .map_err(Error::io("resolving the downloads directory".into()))?;
         let viewport = request.viewport.unwrap_or_default();
         check_viewport(viewport)?;
         let idle_timeout = request
@@ -165,13 +182,13 @@ impl Browsers {
             &self.options.profiles_dir.join("profile"),
             self.options.credentials,
         )?;
-        launch::check_reachable(&request.downloads_dir, self.options.credentials)?;
+        launch::check_reachable(&downloads_dir, self.options.credentials)?;
         let _slot = self.reserve_slot()?;
         let started = Instant::now();
         let id = random_hex(16);
         let profile_dir = self.options.profiles_dir.join(&id);
         launch::create_profile(&profile_dir, self.options.credentials)?;
-        ensure_downloads_dir(&request.downloads_dir).await?;
+        ensure_downloads_dir(&downloads_dir).await?;
         let cgroup = lock(&self.cgroups)
             .as_ref()
             .map(|tree| tree.create(&format!("browser-{id}"), &self.options.limits))
@@ -179,7 +196,7 @@ impl Browsers {
             .map_err(Error::io("creating the browser's cgroup".into()))
             .inspect_err(|_| launch::remove_profile(&profile_dir))?;
         let launched = self
-            .launch_browser(&profile_dir, viewport, url, cgroup.as_ref())
+            .launch_browser(&profile_dir, &downloads_dir, viewport, url, cgroup.as_ref())
             .await
             .inspect_err(|_| launch::remove_profile(&profile_dir))?;
         let child = launched.child;
@@ -189,7 +206,7 @@ impl Browsers {
             token: random_hex(32),
             idle_timeout,
             viewport,
-            downloads_dir: request.downloads_dir,
+            downloads_dir,
             profile_dir,
             devtools_url: launched.devtools_url,
             held: request.held,
@@ -215,6 +232,7 @@ impl Browsers {
     async fn launch_browser(
         &self,
         profile_dir: &std::path::Path,
+        downloads_dir: &std::path::Path,
         viewport: Viewport,
         url: Option<&str>,
         cgroup: Option<&confine::Cgroup>,
@@ -226,7 +244,20 @@ impl Browsers {
             url,
             chromium_sandbox: self.options.chromium_sandbox,
         };
-        let args = flags::chromium_args(&spec);
+        let chromium = flags::chromium_args(&spec);
+        let (program, args) = match &self.options.view {
+            Some(view) => {
+                let mut args = flags::bwrap_args(&flags::ViewSpec {
+                    hidden: &view.hidden,
+                    profile_dir,
+                    downloads_dir,
+                });
+                args.push(self.options.binary.display().to_string());
+                args.extend(chromium);
+                (view.bwrap.clone(), args)
+            }
+            None => (self.options.binary.clone(), chromium),
+        };
         let setup = confine::ChildSetup {
             cgroup: cgroup
                 .map(confine::Cgroup::joiner)
@@ -240,7 +271,7 @@ impl Browsers {
             parent_death_signal: Some(libc::SIGKILL),
         };
         launch::launch(
-            &self.options.binary,
+            &program,
             &args,
             profile_dir,
             setup,

@@ -10,6 +10,15 @@ use browser::{Browsers, BrowsersOptions, Credentials, Error, SessionRequest, Vie
 
 const SANDBOX_ID: u32 = 61000;
 
+fn bwrap() -> PathBuf {
+    let bwrap = PathBuf::from("/usr/bin/bwrap");
+    assert!(
+        bwrap.exists(),
+        "/usr/bin/bwrap is missing: run scripts/setup.sh to install bubblewrap"
+    );
+    bwrap
+}
+
 struct Fixture {
     browsers: Arc<Browsers>,
     metered: Arc<Mutex<Vec<(i64, u64, bool)>>>,
@@ -38,6 +47,10 @@ fn fixture(idle: Duration) -> Fixture {
         binary,
         profiles_dir: dir.path().join("browsers"),
         credentials,
+        view: Some(browser::View {
+            bwrap: bwrap(),
+            hidden: vec![dir.path().to_path_buf()],
+        }),
         cgroup_tree: Some(format!("browsers-test-{}", std::process::id())),
         default_idle_timeout: idle,
         ..BrowsersOptions::default()
@@ -260,4 +273,62 @@ async fn bad_requests_start_nothing() {
             .count(),
         0
     );
+}
+
+/// The text of `url` as the session's browser reads it.
+async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
+    let session = f.browsers.find(owner, id).unwrap();
+    let control = session.control().await.unwrap();
+    let target = control.open_page(url).await.unwrap();
+    let attached = control
+        .call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target, "flatten": true}),
+            None,
+        )
+        .await
+        .unwrap();
+    let page = attached["sessionId"].as_str().unwrap();
+    let mut text = String::new();
+    for _ in 0..50 {
+        let evaluated = control
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": "document.body ? document.body.innerText : ''"}),
+                Some(page),
+            )
+            .await
+            .unwrap();
+        text = evaluated["result"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_sees_its_downloads_but_not_the_servers_data() {
+    let f = fixture(Duration::from_secs(600));
+    let secret = f.dir.path().join("index.db");
+    std::fs::write(&secret, "other agents' secrets").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let visible = f.downloads().join("visible.txt");
+    std::fs::write(&visible, "the agent's own file").unwrap();
+    std::fs::set_permissions(&visible, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let info = f.browsers.create(1, f.request()).await.unwrap();
+
+    let own = text_of(&f, 1, &info.id, &format!("file://{}", visible.display())).await;
+    assert!(own.contains("the agent's own file"), "{own:?}");
+    let hidden = text_of(&f, 1, &info.id, &format!("file://{}", secret.display())).await;
+    assert!(
+        !hidden.contains("secrets"),
+        "the browser read {}: {hidden:?}",
+        secret.display()
+    );
+    f.browsers.end_all().await;
 }

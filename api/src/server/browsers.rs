@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::cli::{BrowserFlavor, ServeArgs};
 
+/// Lays each browser's filesystem view.
+const BWRAP: &str = "/usr/bin/bwrap";
+
 /// The browser sessions this server offers, or `None` (with a warning) when the Chromium
 /// binary is missing.
 pub fn browsers(
@@ -30,10 +33,28 @@ pub fn browsers(
     }
     // SAFETY: getuid cannot fail and touches no memory.
     let root = unsafe { libc::getuid() } == 0;
+    let data_dir = std::path::absolute(&args.data.data_dir)?;
+    let mut hidden = vec![data_dir.clone()];
+    if let Some(mounts) = &args.mount_dir {
+        hidden.push(std::path::absolute(mounts)?);
+    }
+    let bwrap = Path::new(BWRAP);
+    let view = if bwrap.exists() {
+        Some(browser::View {
+            bwrap: bwrap.to_path_buf(),
+            hidden,
+        })
+    } else {
+        tracing::warn!(
+            "{BWRAP} is missing: browsers see the host's filesystem, other agents' mounts \
+             included (run scripts/setup.sh)"
+        );
+        None
+    };
     let options = browser::BrowsersOptions {
         flavor,
         binary,
-        profiles_dir: args.data.data_dir.join("browsers"),
+        profiles_dir: data_dir.join("browsers"),
         // Root drops to the sandbox user; an unprivileged server runs browsers as itself.
         credentials: root.then_some(browser::Credentials {
             uid: args.sandbox_uid,
@@ -42,6 +63,7 @@ pub fn browsers(
         // Chromium's own renderer sandbox works as the sandbox user: it needs only
         // unprivileged user namespaces.
         chromium_sandbox: true,
+        view,
         cgroup_tree: Some(cgroup_tree_name(&args.data.data_dir)),
         limits: confine::Limits {
             memory_bytes: Some(args.browser_memory_bytes),
