@@ -211,7 +211,7 @@ async fn a_crashed_browser_ends_its_session_with_the_reason() {
                 .map(|c| {
                     let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
                     let profile = format!("--user-data-dir={}", f.profile(&info.id).display());
-                    args.iter().any(|a| *a == profile.as_bytes())
+                    args.contains(&profile.as_bytes())
                         && !args.iter().any(|a| a.starts_with(b"--type="))
                 })
                 .unwrap_or(false)
