@@ -111,6 +111,13 @@ pub struct ServeArgs {
     /// Memory limit of one browser's processes, in bytes.
     #[arg(long, env = "AGENTBOX_BROWSER_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub browser_memory_bytes: u64,
+    /// Browsers kept launched ahead of time, so that a new session (default viewport) starts
+    /// at once (0: launch each on demand).
+    #[arg(long, env = "AGENTBOX_BROWSER_WARM", default_value_t = 1)]
+    pub browser_warm: usize,
+    /// CPU limit of one browser's processes, in thousandths of a core (0: no limit).
+    #[arg(long, env = "AGENTBOX_BROWSER_CPU_MILLICORES", default_value_t = 1000)]
+    pub browser_cpu_millicores: u64,
 }
 
 /// The Chromium build browser sessions run.

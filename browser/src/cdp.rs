@@ -160,7 +160,7 @@ impl Connection {
         }
     }
 
-    /// The browser's open pages, most recently created first.
+    /// The browser's open pages, in the order the browser lists them.
     pub async fn pages(&self) -> Result<Vec<PageTarget>> {
         let result = self.call("Target.getTargets", json!({}), None).await?;
         let infos: Vec<TargetInfo> = serde_json::from_value(result["targetInfos"].clone())
@@ -227,6 +227,36 @@ impl Connection {
         base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|e| Error::Devtools(format!("Page.captureScreenshot: {e}")))
+    }
+
+    /// Starts loading `url` in the browser's first page (without waiting for it to load).
+    pub async fn navigate(&self, url: &str) -> Result<()> {
+        let pages = self.pages().await?;
+        let page = pages
+            .first()
+            .ok_or_else(|| Error::Devtools("the browser has no page to open a URL in".into()))?;
+        let attached = self
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": page.id, "flatten": true}),
+                None,
+            )
+            .await?;
+        let session = attached["sessionId"]
+            .as_str()
+            .ok_or_else(|| Error::Devtools("Target.attachToTarget gave no sessionId".into()))?
+            .to_string();
+        let navigated = self
+            .call("Page.navigate", json!({"url": url}), Some(&session))
+            .await;
+        let _ = self
+            .call(
+                "Target.detachFromTarget",
+                json!({"sessionId": session}),
+                None,
+            )
+            .await;
+        navigated.map(|_| ())
     }
 
     /// Opens a page at `url` in a new tab.

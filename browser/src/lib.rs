@@ -7,6 +7,7 @@
 //! WebSocket traffic itself.
 
 pub mod cdp;
+pub mod downloads;
 pub mod flags;
 pub mod launch;
 pub mod proxy;

@@ -1,18 +1,17 @@
-//! What the CDP proxy does to the messages it carries, as pure functions of the text: a
-//! client's own download behaviour is kept inside the agent's downloads directory, and
-//! download events are watched so that a download in progress keeps its session alive.
-//! Everything else passes unchanged.
+//! What the CDP proxy does to the messages it carries, as a pure function of the text: a
+//! client's own download behaviour is kept to the session's download directory. Everything
+//! else passes unchanged (download events the browser sends are followed by
+//! [`crate::downloads`]).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::path::Path;
 
 use serde_json::Value;
 
 /// Rewrites a client's message for the browser. `Browser.setDownloadBehavior` and
 /// `Page.setDownloadBehavior` that allow downloads (or ask for the default) get the session's
-/// downloads directory and plain `allow`, so files land in the agent's tree under their
-/// suggested names; `deny` passes as it is.
+/// download directory and plain `allow`, so files are saved under their suggested names and
+/// reach the agent's tree; `deny` passes as it is.
 pub fn client_to_browser<'a>(text: &'a str, downloads: &Path) -> Cow<'a, str> {
     // Cheap test first: nearly every message is something else.
     if !text.contains("setDownloadBehavior") {
@@ -41,51 +40,6 @@ pub fn client_to_browser<'a>(text: &'a str, downloads: &Path) -> Cow<'a, str> {
         Value::from(downloads.to_string_lossy().into_owned()),
     );
     Cow::Owned(message.to_string())
-}
-
-/// Downloads a browser has begun and not yet finished, by guid.
-#[derive(Debug, Default)]
-pub struct DownloadTracker {
-    in_progress: HashSet<String>,
-}
-
-impl DownloadTracker {
-    /// Follows one message from the browser; true when it was a download event.
-    pub fn observe(&mut self, text: &str) -> bool {
-        if !text.contains("Browser.download") && !text.contains("Page.download") {
-            return false;
-        }
-        let Ok(message) = serde_json::from_str::<Value>(text) else {
-            return false;
-        };
-        let method = message.get("method").and_then(Value::as_str).unwrap_or("");
-        let params = message.get("params").cloned().unwrap_or(Value::Null);
-        self.observe_event(method, &params)
-    }
-
-    /// Follows one parsed event; true when it was a download event.
-    pub fn observe_event(&mut self, method: &str, params: &Value) -> bool {
-        let Some(guid) = params.get("guid").and_then(Value::as_str) else {
-            return false;
-        };
-        match method {
-            "Browser.downloadWillBegin" | "Page.downloadWillBegin" => {
-                self.in_progress.insert(guid.to_string());
-                true
-            }
-            "Browser.downloadProgress" | "Page.downloadProgress" => {
-                if params.get("state").and_then(Value::as_str) != Some("inProgress") {
-                    self.in_progress.remove(guid);
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    pub fn active(&self) -> usize {
-        self.in_progress.len()
-    }
 }
 
 #[cfg(test)]
@@ -143,23 +97,5 @@ mod tests {
         let message = json!({"id": 1, "method": "Browser.setDownloadBehavior",
                              "params": {"behavior": "deny"}});
         assert_eq!(rewrite(message.clone()), message);
-    }
-
-    #[test]
-    fn tracks_downloads_until_they_end() {
-        let mut tracker = DownloadTracker::default();
-        let begin = json!({"method": "Browser.downloadWillBegin",
-                           "params": {"guid": "g1", "url": "http://x/a", "suggestedFilename": "a.csv"}});
-        assert!(tracker.observe(&begin.to_string()));
-        assert_eq!(tracker.active(), 1);
-        let progress = json!({"method": "Browser.downloadProgress",
-                              "params": {"guid": "g1", "state": "inProgress", "receivedBytes": 5}});
-        assert!(tracker.observe(&progress.to_string()));
-        assert_eq!(tracker.active(), 1);
-        let done = json!({"method": "Browser.downloadProgress",
-                          "params": {"guid": "g1", "state": "completed"}});
-        assert!(tracker.observe(&done.to_string()));
-        assert_eq!(tracker.active(), 0);
-        assert!(!tracker.observe(r#"{"method":"Page.frameNavigated","params":{}}"#));
     }
 }

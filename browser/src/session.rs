@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::cdp::{Connection, PageTarget};
+use crate::downloads::Downloads;
 use crate::flags::Viewport;
-use crate::proxy::DownloadTracker;
 
 /// Whoever a session belongs to (the agent's id); sessions are only ever found by it.
 pub type Owner = i64;
@@ -63,13 +63,11 @@ pub struct Session {
     pub created_at: SystemTime,
     pub idle_timeout: Duration,
     pub viewport: Viewport,
-    /// The agent's downloads directory, as the browser sees it.
-    pub downloads_dir: PathBuf,
     pub(crate) profile_dir: PathBuf,
     devtools_url: String,
-    /// The server's own DevTools connection, made once, right after the launch.
-    control: tokio::sync::OnceCell<Result<Connection, String>>,
-    pub(crate) downloads: Arc<Mutex<DownloadTracker>>,
+    /// The server's own DevTools connection.
+    control: Connection,
+    pub(crate) downloads: Arc<Downloads>,
     activity: Mutex<Activity>,
     connections: AtomicUsize,
     phase: watch::Sender<Phase>,
@@ -87,9 +85,10 @@ pub(crate) struct NewSession {
     pub token: String,
     pub idle_timeout: Duration,
     pub viewport: Viewport,
-    pub downloads_dir: PathBuf,
     pub profile_dir: PathBuf,
     pub devtools_url: String,
+    pub control: Connection,
+    pub downloads: Arc<Downloads>,
     pub held: Box<dyn Any + Send + Sync>,
     pub started: Instant,
     pub cgroup: Option<confine::Cgroup>,
@@ -105,11 +104,10 @@ impl Session {
             created_at: now,
             idle_timeout: new.idle_timeout,
             viewport: new.viewport,
-            downloads_dir: new.downloads_dir,
             profile_dir: new.profile_dir,
             devtools_url: new.devtools_url,
-            control: tokio::sync::OnceCell::new(),
-            downloads: Arc::default(),
+            control: new.control,
+            downloads: new.downloads,
             activity: Mutex::new(Activity {
                 at: Instant::now(),
                 wall: now,
@@ -127,31 +125,15 @@ impl Session {
         constant_time_eq(self.token.as_bytes(), presented.as_bytes())
     }
 
-    /// The server's own DevTools connection, with the browser's download directory set:
-    /// made by the first caller, awaited by the others.
-    pub async fn control(&self) -> crate::Result<&Connection> {
-        let made = self
-            .control
-            .get_or_init(|| async {
-                let tracker = self.downloads.clone();
-                let message = |error: crate::Error| match error {
-                    crate::Error::Devtools(message) => message,
-                    other => other.to_string(),
-                };
-                let control = Connection::connect(&self.devtools_url, move |event| {
-                    lock(&tracker).observe_event(&event.method, &event.params);
-                })
-                .await
-                .map_err(message)?;
-                control
-                    .set_download_behavior(&self.downloads_dir)
-                    .await
-                    .map_err(message)?;
-                Ok(control)
-            })
-            .await;
-        made.as_ref()
-            .map_err(|error| crate::Error::Devtools(error.clone()))
+    /// The server's own DevTools connection.
+    pub fn control(&self) -> &Connection {
+        &self.control
+    }
+
+    /// The directory the browser saves downloads into; a client's own download behaviour
+    /// is kept to it.
+    pub fn download_dir(&self) -> &std::path::Path {
+        self.downloads.staging()
     }
 
     /// Chromium's own browser endpoint, for the proxy's upstream connection only.
@@ -228,7 +210,7 @@ impl Session {
 
     /// Follows a message from the browser to a client (download events).
     pub fn observe_browser_message(&self, text: &str) {
-        if lock(&self.downloads).observe(text) {
+        if self.downloads.observe_message(text) {
             self.touch();
         }
     }
@@ -237,8 +219,7 @@ impl Session {
     /// only the proxy can give).
     pub async fn version(&self) -> crate::Result<serde_json::Value> {
         let version = self
-            .control()
-            .await?
+            .control
             .call("Browser.getVersion", serde_json::json!({}), None)
             .await?;
         Ok(serde_json::json!({
@@ -274,7 +255,7 @@ impl Session {
             idle_timeout: self.idle_timeout,
             viewport: self.viewport,
             connections: self.connections.load(Ordering::Relaxed),
-            downloads_in_progress: lock(&self.downloads).active(),
+            downloads_in_progress: self.downloads.active(),
             pages: None,
         }
     }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cdp;
+use crate::cdp::{self, Connection};
+use crate::downloads::{self, Downloads};
 use crate::flags::{self, Flavor, LaunchSpec, Viewport};
 use crate::launch;
 use crate::session::{NewSession, Owner, Phase, Session, SessionInfo, lock, random_hex};
@@ -51,6 +52,9 @@ pub struct BrowsersOptions {
     pub max_idle_timeout: Duration,
     /// Sessions running at once, across agents.
     pub max_sessions: usize,
+    /// Browsers kept launched ahead of time (default viewport, blank page), handed to new
+    /// sessions at once; 0 launches each on demand.
+    pub warm: usize,
     pub launch_timeout: Duration,
     /// How often a live session's time is reported to the meter.
     pub meter_interval: Duration,
@@ -72,6 +76,7 @@ impl Default for BrowsersOptions {
             default_idle_timeout: Duration::from_secs(3600),
             max_idle_timeout: Duration::from_secs(24 * 3600),
             max_sessions: 32,
+            warm: 0,
             launch_timeout: Duration::from_secs(20),
             meter_interval: Duration::from_secs(60),
             ended_retention: Duration::from_secs(3600),
@@ -117,6 +122,11 @@ pub struct Browsers {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Sessions being launched, counted against `max_sessions`.
     launching: Mutex<usize>,
+    /// Browsers launched ahead of time, and how many are being launched.
+    warm: Mutex<Vec<Ready>>,
+    filling: Mutex<usize>,
+    /// Set at shutdown: no browser is launched or pooled any more.
+    closed: Mutex<bool>,
 }
 
 impl Browsers {
@@ -151,6 +161,9 @@ impl Browsers {
             meter,
             sessions: Mutex::default(),
             launching: Mutex::new(0),
+            warm: Mutex::default(),
+            filling: Mutex::new(0),
+            closed: Mutex::new(false),
         }))
     }
 
@@ -158,14 +171,15 @@ impl Browsers {
         &self.options
     }
 
-    /// Starts a session for `owner`; returns once its DevTools endpoint answers.
+    /// Starts a session for `owner`; returns once the browser answers. A browser from the
+    /// warm pool serves a session with the default viewport; otherwise one is launched.
     pub async fn create(
         self: &Arc<Self>,
         owner: Owner,
         request: SessionRequest,
     ) -> Result<SessionInfo> {
         let url = request.url.as_deref().map(check_url).transpose()?;
-        let downloads_dir = std::path::absolute(&request.downloads_dir)
+        let destination = std::path::absolute(&request.downloads_dir)
             .map_err(Error::io("resolving the downloads directory".into()))?;
         let viewport = request.viewport.unwrap_or_default();
         check_viewport(viewport)?;
@@ -182,57 +196,150 @@ impl Browsers {
             &self.options.profiles_dir.join("profile"),
             self.options.credentials,
         )?;
-        launch::check_reachable(&downloads_dir, self.options.credentials)?;
         let _slot = self.reserve_slot()?;
+        let started = Instant::now();
+        let pooled = if viewport == Viewport::default() {
+            self.take_warm()
+        } else {
+            None
+        };
+        let ready = match pooled {
+            Some(ready) => {
+                self.fill_pool();
+                if let Some(url) = url
+                    && let Err(error) = ready.control.navigate(url).await
+                {
+                    ready.discard().await;
+                    return Err(error);
+                }
+                ready
+            }
+            None => self.launch_ready(viewport, url).await?,
+        };
+        ready.downloads.deliver_to(destination);
+        let id = ready.id.clone();
+        let session = Arc::new(Session::new(NewSession {
+            id: ready.id,
+            owner,
+            token: random_hex(32),
+            idle_timeout,
+            viewport,
+            profile_dir: ready.profile_dir,
+            devtools_url: ready.devtools_url,
+            control: ready.control,
+            downloads: ready.downloads,
+            held: request.held,
+            started,
+            cgroup: ready.cgroup,
+        }));
+        lock(&self.sessions).insert(id.clone(), session.clone());
+        (self.meter)(owner, 0, true);
+        tracing::info!(session = %id, owner, ms = started.elapsed().as_millis() as u64, "browser session started");
+        tokio::spawn(supervise(self.clone(), session.clone(), ready.child));
+        Ok(session.info())
+    }
+
+    /// Launches a browser with its profile, download directory, cgroup and the server's
+    /// DevTools connection (downloads set to go to that directory).
+    async fn launch_ready(&self, viewport: Viewport, url: Option<&str>) -> Result<Ready> {
         let started = Instant::now();
         let id = random_hex(16);
         let profile_dir = self.options.profiles_dir.join(&id);
+        let download_dir = self.options.profiles_dir.join(format!("{id}.downloads"));
+        let remove_dirs = || {
+            launch::remove_profile(&profile_dir);
+            launch::remove_profile(&download_dir);
+        };
         launch::create_profile(&profile_dir, self.options.credentials)?;
-        ensure_downloads_dir(&downloads_dir).await?;
+        downloads::create_staging(&download_dir)
+            .map_err(Error::io(format!("creating {}", download_dir.display())))
+            .inspect_err(|_| remove_dirs())?;
         let cgroup = lock(&self.cgroups)
             .as_ref()
             .map(|tree| tree.create(&format!("browser-{id}"), &self.options.limits))
             .transpose()
             .map_err(Error::io("creating the browser's cgroup".into()))
-            .inspect_err(|_| launch::remove_profile(&profile_dir))?;
+            .inspect_err(|_| remove_dirs())?;
         let launched = self
-            .launch_browser(&profile_dir, &downloads_dir, viewport, url, cgroup.as_ref())
+            .launch_browser(&profile_dir, &download_dir, viewport, url, cgroup.as_ref())
             .await
-            .inspect_err(|_| launch::remove_profile(&profile_dir))?;
-        let child = launched.child;
-        let session = Arc::new(Session::new(NewSession {
-            id: id.clone(),
-            owner,
-            token: random_hex(32),
-            idle_timeout,
-            viewport,
-            downloads_dir,
-            profile_dir,
-            devtools_url: launched.devtools_url,
-            held: request.held,
-            started,
-            cgroup,
-        }));
-        lock(&self.sessions).insert(id.clone(), session.clone());
-        (self.meter)(owner, 0, true);
-        tracing::info!(session = %id, owner, ms = started.elapsed().as_millis() as u64, "browser session started");
-        tokio::spawn(supervise(self.clone(), session.clone(), child));
-        // The server's own DevTools connection (download directory first) is made while the
-        // answer goes back; clients and screenshots wait for it.
-        let connecting = session.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connecting.control().await {
-                connecting
-                    .begin_ending(&format!("the browser's DevTools endpoint failed: {error}"));
+            .inspect_err(|_| remove_dirs())?;
+        let downloads = Arc::new(Downloads::new(download_dir.clone()));
+        let events = downloads.clone();
+        let connected = async {
+            let control = Connection::connect(&launched.devtools_url, move |event| {
+                events.observe_event(&event.method, &event.params);
+            })
+            .await?;
+            control.set_download_behavior(&download_dir).await?;
+            Ok::<_, Error>(control)
+        }
+        .await;
+        let mut child = launched.child;
+        let control = match connected {
+            Ok(control) => control,
+            Err(error) => {
+                kill_tree(&mut child, cgroup).await;
+                remove_dirs();
+                return Err(error);
             }
-        });
-        Ok(session.info())
+        };
+        tracing::debug!(browser = %id, ms = started.elapsed().as_millis() as u64, "browser ready");
+        Ok(Ready {
+            id,
+            profile_dir,
+            child,
+            cgroup,
+            devtools_url: launched.devtools_url,
+            control,
+            downloads,
+        })
+    }
+
+    /// A live browser from the warm pool, if there is one.
+    fn take_warm(self: &Arc<Self>) -> Option<Ready> {
+        loop {
+            let mut ready = lock(&self.warm).pop()?;
+            if matches!(ready.child.try_wait(), Ok(None)) {
+                return Some(ready);
+            }
+            tokio::spawn(ready.discard());
+        }
+    }
+
+    /// Starts launching browsers until the warm pool holds `options.warm` (none at
+    /// shutdown).
+    pub fn fill_pool(self: &Arc<Self>) {
+        let missing = {
+            let warm = lock(&self.warm).len();
+            let mut filling = lock(&self.filling);
+            let missing = self.options.warm.saturating_sub(warm + *filling);
+            *filling += missing;
+            missing
+        };
+        for _ in 0..missing {
+            let browsers = self.clone();
+            tokio::spawn(async move {
+                let launched = browsers.launch_ready(Viewport::default(), None).await;
+                *lock(&browsers.filling) -= 1;
+                match launched {
+                    Ok(ready) => {
+                        if *lock(&browsers.closed) {
+                            ready.discard().await;
+                        } else {
+                            lock(&browsers.warm).push(ready);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "starting a warm browser failed"),
+                }
+            });
+        }
     }
 
     async fn launch_browser(
         &self,
         profile_dir: &std::path::Path,
-        downloads_dir: &std::path::Path,
+        download_dir: &std::path::Path,
         viewport: Viewport,
         url: Option<&str>,
         cgroup: Option<&confine::Cgroup>,
@@ -250,7 +357,7 @@ impl Browsers {
                 let mut args = flags::bwrap_args(&flags::ViewSpec {
                     hidden: &view.hidden,
                     profile_dir,
-                    downloads_dir,
+                    downloads_dir: download_dir,
                 });
                 args.push(self.options.binary.display().to_string());
                 args.extend(chromium);
@@ -401,7 +508,7 @@ impl Browsers {
             if !session.is_running() {
                 continue;
             }
-            if lock(&session.downloads).active() > 0 {
+            if session.downloads.active() > 0 {
                 session.touch();
             } else if session.idle_for() >= session.idle_timeout
                 && session.begin_ending(&format!(
@@ -428,6 +535,11 @@ impl Browsers {
     /// Ends every session and waits for them, then removes the cgroup tree: at shutdown,
     /// after which no session can start.
     pub async fn end_all(&self) {
+        *lock(&self.closed) = true;
+        let pooled: Vec<Ready> = lock(&self.warm).drain(..).collect();
+        for ready in pooled {
+            ready.discard().await;
+        }
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         for session in &sessions {
             session.begin_ending("the server stopped");
@@ -441,6 +553,27 @@ impl Browsers {
         {
             tracing::warn!(%error, "removing the browsers' cgroups failed");
         }
+    }
+}
+
+/// A launched browser with the server's connection made: about to become a session, or
+/// waiting in the warm pool.
+struct Ready {
+    id: String,
+    profile_dir: PathBuf,
+    child: tokio::process::Child,
+    cgroup: Option<confine::Cgroup>,
+    devtools_url: String,
+    control: Connection,
+    downloads: Arc<Downloads>,
+}
+
+impl Ready {
+    /// Kills the browser and removes its directories.
+    async fn discard(mut self) {
+        kill_tree(&mut self.child, self.cgroup.take()).await;
+        launch::remove_profile(&self.profile_dir);
+        launch::remove_profile(&self.downloads.staging().to_path_buf());
     }
 }
 
@@ -474,7 +607,12 @@ async fn supervise(
     let cgroup = lock(&session.cgroup).take();
     kill_tree(&mut child, cgroup).await;
     let profile = session.profile_dir.clone();
-    let _ = tokio::task::spawn_blocking(move || launch::remove_profile(&profile)).await;
+    let staging = session.download_dir().to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        launch::remove_profile(&profile);
+        launch::remove_profile(&staging);
+    })
+    .await;
     drop(lock(&session.held).take());
     let ms = lock(&session.metered_until).elapsed().as_millis() as u64;
     (browsers.meter)(session.owner, ms, false);
@@ -500,21 +638,12 @@ async fn kill_tree(child: &mut tokio::process::Child, cgroup: Option<confine::Cg
     }
 }
 
-async fn ensure_downloads_dir(dir: &std::path::Path) -> Result<()> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))
-    })
-    .await
-    .map_err(|e| Error::Launch(format!("creating the downloads directory: {e}")))?
-}
-
 async fn pages_of(session: &Session) -> Result<Vec<cdp::PageTarget>> {
-    session.control().await?.pages().await
+    session.control().pages().await
 }
 
 async fn capture(session: &Session, page: &str) -> Result<Vec<u8>> {
-    session.control().await?.capture_png(page).await
+    session.control().capture_png(page).await
 }
 
 /// A failed DevTools call on a browser that is dying is the session's end, once the

@@ -278,7 +278,7 @@ async fn bad_requests_start_nothing() {
 /// The text of `url` as the session's browser reads it.
 async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
     let session = f.browsers.find(owner, id).unwrap();
-    let control = session.control().await.unwrap();
+    let control = session.control();
     let target = control.open_page(url).await.unwrap();
     let attached = control
         .call(
@@ -294,7 +294,7 @@ async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
         let evaluated = control
             .call(
                 "Runtime.evaluate",
-                serde_json::json!({"expression": "document.body ? document.body.innerText : ''"}),
+                serde_json::json!({"expression": "document.URL.startsWith('about:') ? '' : document.URL + ' ' + (document.body ? document.body.innerText : '')"}),
                 Some(page),
             )
             .await
@@ -312,23 +312,70 @@ async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_sees_its_downloads_but_not_the_servers_data() {
+async fn a_browser_sees_the_host_but_neither_the_servers_data_nor_the_agents_files() {
     let f = fixture(Duration::from_secs(600));
+    let readable = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
     let secret = f.dir.path().join("index.db");
-    std::fs::write(&secret, "other agents' secrets").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let visible = f.downloads().join("visible.txt");
-    std::fs::write(&visible, "the agent's own file").unwrap();
-    std::fs::set_permissions(&visible, std::fs::Permissions::from_mode(0o644)).unwrap();
+    readable(&secret, "other agents' secrets");
+    let agents_file = f.downloads().join("agents-file.txt");
+    readable(&agents_file, "the agent's own file");
+    // A host file outside /tmp (which the browser gets fresh).
+    let elsewhere = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(elsewhere.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let host_file = elsewhere.path().join("host.txt");
+    readable(&host_file, "a host file");
     let info = f.browsers.create(1, f.request()).await.unwrap();
 
-    let own = text_of(&f, 1, &info.id, &format!("file://{}", visible.display())).await;
-    assert!(own.contains("the agent's own file"), "{own:?}");
-    let hidden = text_of(&f, 1, &info.id, &format!("file://{}", secret.display())).await;
+    let url = |path: &Path| format!("file://{}", path.display());
+    let host = text_of(&f, 1, &info.id, &url(&host_file)).await;
+    assert!(host.contains("a host file"), "{host:?}");
+    let hidden = text_of(&f, 1, &info.id, &url(&secret)).await;
     assert!(
         !hidden.contains("secrets"),
-        "the browser read {}: {hidden:?}",
-        secret.display()
+        "the browser read the data: {hidden:?}"
+    );
+    let own = text_of(&f, 1, &info.id, &url(&agents_file)).await;
+    assert!(
+        !own.contains("own file"),
+        "the browser read the agent's files: {own:?}"
     );
     f.browsers.end_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_pool_serves_default_sessions_and_refills() {
+    let binary = browser::flags::default_binary(browser::Flavor::HeadlessShell);
+    let f = fixture(Duration::from_secs(600));
+    drop(binary);
+    let warm = Browsers::new(
+        BrowsersOptions {
+            warm: 1,
+            ..f.browsers.options().clone()
+        },
+        Arc::new(|_, _, _| {}),
+    )
+    .unwrap();
+    warm.fill_pool();
+    let profiles = f.dir.path().join("browsers");
+    // One pooled browser: a profile and a download directory.
+    wait_until("the pool fills", Duration::from_secs(20), || {
+        std::fs::read_dir(&profiles).unwrap().count() == 2
+    })
+    .await;
+    let mut request = f.request();
+    request.viewport = None;
+    let served = warm.create(3, request).await.unwrap();
+    assert!(profiles.join(&served.id).is_dir());
+    // The pool refills behind it.
+    wait_until("the pool refills", Duration::from_secs(20), || {
+        std::fs::read_dir(&profiles).unwrap().count() == 4
+    })
+    .await;
+    let shot = warm.screenshot(3, &served.id).await.unwrap();
+    assert_eq!((shot.width, shot.height), (1280, 720));
+    warm.end_all().await;
+    assert_eq!(std::fs::read_dir(&profiles).unwrap().count(), 0);
 }

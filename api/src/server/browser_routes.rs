@@ -117,7 +117,16 @@ pub async fn create(
         )
     })?;
     let agent_id = agent.id;
-    let lease = tokio::task::spawn_blocking(move || mounts.acquire(agent_id)).await??;
+    // The agent's /downloads is there from the start.
+    let lease = tokio::task::spawn_blocking(move || {
+        let lease = mounts.acquire(agent_id)?;
+        let downloads = lease.path().join("downloads");
+        std::fs::create_dir_all(&downloads).map_err(|error| {
+            ApiError::internal(format!("creating /downloads in the agent's tree: {error}"))
+        })?;
+        Ok::<_, ApiError>(lease)
+    })
+    .await??;
     let request = browser::SessionRequest {
         url: request.url,
         viewport: request.viewport.map(|v| browser::Viewport {

@@ -67,15 +67,19 @@ pub fn browsers(
         cgroup_tree: Some(cgroup_tree_name(&args.data.data_dir)),
         limits: confine::Limits {
             memory_bytes: Some(args.browser_memory_bytes),
+            cpu_millicores: Some(args.browser_cpu_millicores).filter(|m| *m > 0),
             ..browser::default_limits()
         },
         default_idle_timeout: Duration::from_secs(args.browser_idle_seconds),
         max_idle_timeout: Duration::from_secs(args.browser_max_idle_seconds),
         max_sessions: args.browser_max_sessions,
+        warm: args.browser_warm,
         ..browser::BrowsersOptions::default()
     };
     let meter = meter(store.clone());
-    Ok(Some(browser::Browsers::new(options, meter)?))
+    let browsers = browser::Browsers::new(options, meter)?;
+    browsers.fill_pool();
+    Ok(Some(browsers))
 }
 
 /// The cgroup tree of this data directory's browsers: a server cleaning up after a crash

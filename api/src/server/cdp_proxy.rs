@@ -78,9 +78,6 @@ pub async fn connect(
             ),
         )
     })?;
-    // The server's own connection first: the browser's download directory is set before
-    // any client message arrives.
-    session.control().await?;
     // Connect upstream first, so a browser that cannot be reached is an HTTP error.
     let (upstream, _) = tokio_tungstenite::connect_async_with_config(
         session.devtools_url(),
@@ -125,7 +122,7 @@ async fn relay(client: WebSocket, upstream: UpstreamSocket, session: Arc<Session
     let _connection = session.connect();
     let (mut to_client, mut from_client) = client.split();
     let (mut to_browser, mut from_browser) = upstream.split();
-    let downloads = session.downloads_dir.clone();
+    let downloads = session.download_dir().to_path_buf();
     let inbound = async {
         while let Some(Ok(message)) = from_client.next().await {
             session.touch();

@@ -232,6 +232,19 @@ fn sessions_are_invisible_to_other_agents_and_to_wrong_tokens() {
 fn bad_requests_start_nothing() {
     let server = browser_server(&[]);
     let client = server.client();
+    let profiles = || {
+        let mut names: Vec<String> = std::fs::read_dir(server.data_dir.join("browsers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // The warm browser (a profile and a download directory), once it is there.
+    let warm = wait_for("the warm browser", WAIT, || {
+        let names = profiles();
+        (names.len() == 2).then_some(names)
+    });
     for (body, code) in [
         (json!({"url": "file:///etc/passwd"}), "invalid_request"),
         (json!({"url": "--no-sandbox"}), "invalid_request"),
@@ -269,8 +282,5 @@ fn bad_requests_start_nothing() {
         .call()
         .ok();
     assert!(listed["sessions"].as_array().unwrap().is_empty());
-    let profiles = std::fs::read_dir(server.data_dir.join("browsers"))
-        .unwrap()
-        .count();
-    assert_eq!(profiles, 0);
+    assert_eq!(profiles(), warm);
 }
