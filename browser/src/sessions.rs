@@ -8,12 +8,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cdp::{self, Connection};
-use crate::downloads::{self, Downloads};
-use crate::flags::{self, Flavor, LaunchSpec, Viewport};
+use crate::cdp;
+use crate::flags::{self, Flavor, Viewport};
 use crate::launch;
 use crate::session::{NewSession, Owner, Phase, Session, SessionInfo, lock, random_hex};
 use crate::{Error, Result};
+
+mod checks;
+mod ready;
+
+use checks::{check_url, check_viewport};
+use ready::{Ready, kill_tree};
 
 /// Reports browser time: the owner, milliseconds since the last report for the session, and
 /// whether this is the session's first report.
@@ -239,154 +244,6 @@ impl Browsers {
         Ok(session.info())
     }
 
-    /// Launches a browser with its profile, download directory, cgroup and the server's
-    /// DevTools connection (downloads set to go to that directory).
-    async fn launch_ready(&self, viewport: Viewport, url: Option<&str>) -> Result<Ready> {
-        let started = Instant::now();
-        let id = random_hex(16);
-        let profile_dir = self.options.profiles_dir.join(&id);
-        let download_dir = self.options.profiles_dir.join(format!("{id}.downloads"));
-        let remove_dirs = || {
-            launch::remove_profile(&profile_dir);
-            launch::remove_profile(&download_dir);
-        };
-        launch::create_profile(&profile_dir, self.options.credentials)?;
-        downloads::create_staging(&download_dir)
-            .map_err(Error::io(format!("creating {}", download_dir.display())))
-            .inspect_err(|_| remove_dirs())?;
-        let cgroup = lock(&self.cgroups)
-            .as_ref()
-            .map(|tree| tree.create(&format!("browser-{id}"), &self.options.limits))
-            .transpose()
-            .map_err(Error::io("creating the browser's cgroup".into()))
-            .inspect_err(|_| remove_dirs())?;
-        let launched = self
-            .launch_browser(&profile_dir, &download_dir, viewport, url, cgroup.as_ref())
-            .await
-            .inspect_err(|_| remove_dirs())?;
-        let downloads = Arc::new(Downloads::new(download_dir.clone()));
-        let events = downloads.clone();
-        let connected = async {
-            let control = Connection::connect(&launched.devtools_url, move |event| {
-                events.observe_event(&event.method, &event.params);
-            })
-            .await?;
-            control.set_download_behavior(&download_dir).await?;
-            Ok::<_, Error>(control)
-        }
-        .await;
-        let mut child = launched.child;
-        let control = match connected {
-            Ok(control) => control,
-            Err(error) => {
-                kill_tree(&mut child, cgroup).await;
-                remove_dirs();
-                return Err(error);
-            }
-        };
-        tracing::debug!(browser = %id, ms = started.elapsed().as_millis() as u64, "browser ready");
-        Ok(Ready {
-            id,
-            profile_dir,
-            child,
-            cgroup,
-            devtools_url: launched.devtools_url,
-            control,
-            downloads,
-        })
-    }
-
-    /// A live browser from the warm pool, if there is one.
-    fn take_warm(self: &Arc<Self>) -> Option<Ready> {
-        loop {
-            let mut ready = lock(&self.warm).pop()?;
-            if matches!(ready.child.try_wait(), Ok(None)) {
-                return Some(ready);
-            }
-            tokio::spawn(ready.discard());
-        }
-    }
-
-    /// Starts launching browsers until the warm pool holds `options.warm` (none at
-    /// shutdown).
-    pub fn fill_pool(self: &Arc<Self>) {
-        let missing = {
-            let warm = lock(&self.warm).len();
-            let mut filling = lock(&self.filling);
-            let missing = self.options.warm.saturating_sub(warm + *filling);
-            *filling += missing;
-            missing
-        };
-        for _ in 0..missing {
-            let browsers = self.clone();
-            tokio::spawn(async move {
-                let launched = browsers.launch_ready(Viewport::default(), None).await;
-                *lock(&browsers.filling) -= 1;
-                match launched {
-                    Ok(ready) => {
-                        if *lock(&browsers.closed) {
-                            ready.discard().await;
-                        } else {
-                            lock(&browsers.warm).push(ready);
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "starting a warm browser failed"),
-                }
-            });
-        }
-    }
-
-    async fn launch_browser(
-        &self,
-        profile_dir: &std::path::Path,
-        download_dir: &std::path::Path,
-        viewport: Viewport,
-        url: Option<&str>,
-        cgroup: Option<&confine::Cgroup>,
-    ) -> Result<launch::Launched> {
-        let spec = LaunchSpec {
-            flavor: self.options.flavor,
-            profile_dir,
-            viewport,
-            url,
-            chromium_sandbox: self.options.chromium_sandbox,
-        };
-        let chromium = flags::chromium_args(&spec);
-        let (program, args) = match &self.options.view {
-            Some(view) => {
-                let mut args = flags::bwrap_args(&flags::ViewSpec {
-                    hidden: &view.hidden,
-                    profile_dir,
-                    downloads_dir: download_dir,
-                });
-                args.push(self.options.binary.display().to_string());
-                args.extend(chromium);
-                (view.bwrap.clone(), args)
-            }
-            None => (self.options.binary.clone(), chromium),
-        };
-        let setup = confine::ChildSetup {
-            cgroup: cgroup
-                .map(confine::Cgroup::joiner)
-                .transpose()
-                .map_err(Error::io("opening the browser's cgroup".into()))?,
-            new_session: true,
-            rlimits: vec![(confine::Rlimit::Core, 0)],
-            credentials: self.options.credentials,
-            no_new_privileges: true,
-            // Spawned from a runtime worker, which lives as long as the server.
-            parent_death_signal: Some(libc::SIGKILL),
-        };
-        launch::launch(
-            &program,
-            &args,
-            profile_dir,
-            setup,
-            self.options.launch_timeout,
-        )
-        .await
-    }
-
     fn reserve_slot(self: &Arc<Self>) -> Result<LaunchSlot> {
         let running = lock(&self.sessions)
             .values()
@@ -536,6 +393,10 @@ impl Browsers {
     /// after which no session can start.
     pub async fn end_all(&self) {
         *lock(&self.closed) = true;
+        // Browsers being launched for the pool discard themselves once they see `closed`.
+        while *lock(&self.filling) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let pooled: Vec<Ready> = lock(&self.warm).drain(..).collect();
         for ready in pooled {
             ready.discard().await;
@@ -553,27 +414,6 @@ impl Browsers {
         {
             tracing::warn!(%error, "removing the browsers' cgroups failed");
         }
-    }
-}
-
-/// A launched browser with the server's connection made: about to become a session, or
-/// waiting in the warm pool.
-struct Ready {
-    id: String,
-    profile_dir: PathBuf,
-    child: tokio::process::Child,
-    cgroup: Option<confine::Cgroup>,
-    devtools_url: String,
-    control: Connection,
-    downloads: Arc<Downloads>,
-}
-
-impl Ready {
-    /// Kills the browser and removes its directories.
-    async fn discard(mut self) {
-        kill_tree(&mut self.child, self.cgroup.take()).await;
-        launch::remove_profile(&self.profile_dir);
-        launch::remove_profile(&self.downloads.staging().to_path_buf());
     }
 }
 
@@ -620,24 +460,6 @@ async fn supervise(
     tracing::info!(session = %session.id, reason = ?session.phase(), "browser session ended");
 }
 
-/// Kills the browser and everything it started (its whole cgroup, or else its session's
-/// process group), reaps it and removes the cgroup.
-async fn kill_tree(child: &mut tokio::process::Child, cgroup: Option<confine::Cgroup>) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a negative pid signals the process group the browser leads
-        // (it called setsid).
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    if let Some(cgroup) = cgroup {
-        let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
-        if let Ok(Err(error)) = removed {
-            tracing::warn!(%error, "removing a browser's cgroup failed");
-        }
-    }
-}
-
 async fn pages_of(session: &Session) -> Result<Vec<cdp::PageTarget>> {
     session.control().pages().await
 }
@@ -663,81 +485,5 @@ fn ended_error(session: &Session) -> Error {
     Error::Ended {
         id: session.id.clone(),
         reason,
-    }
-}
-
-/// Accepts `http(s)://...` and `about:blank`: never a local file, never something Chromium
-/// could read as a flag.
-fn check_url(url: &str) -> Result<&str> {
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"));
-    let allowed = url == "about:blank" || rest.is_some_and(|r| !r.is_empty());
-    if !allowed || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::InvalidRequest(format!(
-            "url must be an http:// or https:// URL (or about:blank), got {url:?}"
-        )));
-    }
-    Ok(url)
-}
-
-fn check_viewport(viewport: Viewport) -> Result<()> {
-    let fits = |v: u32| (100..=4096).contains(&v);
-    if !fits(viewport.width) || !fits(viewport.height) {
-        return Err(Error::InvalidRequest(
-            "viewport width and height must be between 100 and 4096".into(),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_web_urls_open() {
-        for good in [
-            "http://127.0.0.1:8080/x",
-            "https://example.com",
-            "HTTPS://A.B",
-            "about:blank",
-        ] {
-            assert!(check_url(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "file:///etc/passwd",
-            "--remote-debugging-port=9222",
-            "javascript:alert(1)",
-            "http://",
-            "http://a b",
-            "chrome://settings",
-            "",
-        ] {
-            assert!(
-                matches!(check_url(bad), Err(Error::InvalidRequest(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn viewports_stay_in_bounds() {
-        assert!(check_viewport(Viewport::default()).is_ok());
-        assert!(
-            check_viewport(Viewport {
-                width: 99,
-                height: 600
-            })
-            .is_err()
-        );
-        assert!(
-            check_viewport(Viewport {
-                width: 800,
-                height: 5000
-            })
-            .is_err()
-        );
     }
 }

@@ -297,12 +297,14 @@ async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
                 serde_json::json!({"expression": "document.URL.startsWith('about:') ? '' : document.URL + ' ' + (document.body ? document.body.innerText : '')"}),
                 Some(page),
             )
-            .await
-            .unwrap();
-        text = evaluated["result"]["value"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+            .await;
+        // While the page navigates it may have no context to evaluate in yet.
+        text = evaluated.ok().map_or(String::new(), |evaluated| {
+            evaluated["result"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        });
         if !text.is_empty() {
             break;
         }
