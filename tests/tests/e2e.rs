@@ -6,6 +6,8 @@
 //! Run them with `cargo nextest run -p e2e`. The crash test (`crash::`) is in the exclusive
 //! group of `.config/nextest.toml`.
 
+#[path = "e2e/browser_support.rs"]
+mod browser_support;
 #[path = "e2e/run_support.rs"]
 mod run_support;
 #[path = "e2e/support.rs"]
@@ -13,6 +15,10 @@ mod support;
 
 #[path = "e2e/adversarial.rs"]
 mod adversarial;
+#[path = "e2e/browsers.rs"]
+mod browsers;
+#[path = "e2e/cdp_clients.rs"]
+mod cdp_clients;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/concurrency.rs"]

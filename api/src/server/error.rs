@@ -138,6 +138,24 @@ impl From<fsd::Error> for ApiError {
     }
 }
 
+impl From<browser::Error> for ApiError {
+    fn from(error: browser::Error) -> ApiError {
+        use browser::Error as E;
+        let (status, code) = match &error {
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::Ended { .. } => (StatusCode::CONFLICT, "session_ended"),
+            E::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            E::TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
+            E::Launch(_) => (StatusCode::SERVICE_UNAVAILABLE, "browser_unavailable"),
+            E::Devtools(_) => (StatusCode::BAD_GATEWAY, "browser_error"),
+            E::Io { source, .. } => {
+                return ApiError::internal(format!("{error}: {source}"));
+            }
+        };
+        ApiError::new(status, code, error.to_string())
+    }
+}
+
 /// A blocking task that panicked or was cancelled.
 impl From<tokio::task::JoinError> for ApiError {
     fn from(error: tokio::task::JoinError) -> ApiError {
@@ -190,6 +208,39 @@ mod tests {
         );
         assert_eq!(mapped(fsd::Error::Locked(s())), (500, "internal"));
         assert_eq!(mapped(fsd::Error::Corrupt(s())), (500, "internal"));
+    }
+
+    #[test]
+    fn maps_every_browser_error() {
+        let mapped = |error: browser::Error| {
+            let api = ApiError::from(error);
+            (api.status.as_u16(), api.code)
+        };
+        let id = || "s1".to_string();
+        assert_eq!(mapped(browser::Error::NotFound(id())), (404, "not_found"));
+        assert_eq!(
+            mapped(browser::Error::Ended {
+                id: id(),
+                reason: "deleted".into()
+            }),
+            (409, "session_ended")
+        );
+        assert_eq!(
+            mapped(browser::Error::InvalidRequest(id())),
+            (400, "invalid_request")
+        );
+        assert_eq!(
+            mapped(browser::Error::TooManySessions(2)),
+            (429, "too_many_sessions")
+        );
+        assert_eq!(
+            mapped(browser::Error::Launch(id())),
+            (503, "browser_unavailable")
+        );
+        assert_eq!(
+            mapped(browser::Error::Devtools(id())),
+            (502, "browser_error")
+        );
     }
 
     #[test]

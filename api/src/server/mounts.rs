@@ -17,7 +17,8 @@ pub fn sandbox_mounts(
         return Ok(None);
     }
     let base = mount_base(args);
-    // Code in a run owns its tree: the view shows every file as the sandbox user's.
+    // Code in a run owns its tree: the view shows every file as the sandbox user's, who runs
+    // code and browsers on it.
     let options = fsd::mounts::MountManagerOptions {
         base,
         idle: Duration::from_secs(args.mount_idle_seconds),

@@ -4,6 +4,7 @@
 use axum::Json;
 use serde_json::{Map, Value, json};
 
+mod browser;
 mod schemas;
 
 pub async fn serve() -> Json<Value> {
@@ -85,13 +86,21 @@ fn error_description(status: u16) -> &'static str {
         }
         401 => "unauthorized: missing, malformed, unknown or revoked key",
         404 => "not_found: no such entry or snapshot",
-        429 => {
-            "too_many_runs: the agent or the server has as many runs going as allowed (see Retry-After)"
+        409 => {
+            "not_a_directory, is_a_directory, already_exists, directory_not_empty or \
+             session_ended"
         }
-        503 => "runs_unavailable: runs cannot be made on this server (the message says why)",
-        409 => "not_a_directory, is_a_directory, already_exists or directory_not_empty",
         413 => "too_large: upload over the server's limit",
         416 => "range_not_satisfiable: a Range past the end of the file",
+        429 => {
+            "too_many_runs or too_many_sessions: the agent or the server has as many runs or \
+             browsers going as allowed (see Retry-After)"
+        }
+        502 => "browser_error: the browser did not answer as expected",
+        503 => {
+            "runs_unavailable or browser_unavailable: runs or browsers cannot be made on this \
+             server (the message says why)"
+        }
         507 => "quota_exceeded: the agent's byte or file quota would be exceeded",
         _ => "an error",
     }
@@ -429,6 +438,7 @@ fn paths() -> Value {
             ),
         )]),
     );
+    browser::add_paths(&mut paths);
     Value::Object(paths)
 }
 
@@ -446,9 +456,17 @@ pub fn document() -> Value {
         "paths": paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas::schemas(),
+            "schemas": all_schemas(),
         },
     })
+}
+
+fn all_schemas() -> Value {
+    let mut all = schemas::schemas();
+    if let Some(map) = all.as_object_mut() {
+        map.extend(browser::schemas());
+    }
+    all
 }
 
 /// Every `(METHOD, path)` the document describes.
@@ -540,7 +558,9 @@ mod tests {
             assert!(op["operationId"].is_string(), "{method} {path}");
             let responses = op["responses"].as_object().unwrap();
             assert!(
-                responses.keys().any(|status| status.starts_with('2')),
+                responses
+                    .keys()
+                    .any(|status| status.starts_with('2') || status == "101"),
                 "{method} {path}"
             );
         }

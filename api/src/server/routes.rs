@@ -7,7 +7,10 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::state::AppState;
-use super::{content_routes, fs_routes, openapi, run_routes, snapshot_routes, usage};
+use super::{
+    browser_routes, cdp_proxy, content_routes, fs_routes, openapi, run_routes, snapshot_routes,
+    usage,
+};
 
 /// One operation: a method on a path (axum syntax, `{id}` for a parameter).
 pub struct Route {
@@ -78,6 +81,48 @@ pub fn routes() -> Vec<Route> {
         Route::new(M::GET, "/v1/compute/usage", usage::usage),
         // Code of up to the default 2 MB body limit.
         Route::new(M::POST, "/v1/compute/run", run_routes::run),
+        Route::new(
+            M::POST,
+            "/v1/compute/browser/sessions",
+            browser_routes::create,
+        ),
+        Route::new(M::GET, "/v1/compute/browser/sessions", browser_routes::list),
+        Route::new(
+            M::GET,
+            "/v1/compute/browser/sessions/{session_id}",
+            browser_routes::show,
+        ),
+        Route::new(
+            M::DELETE,
+            "/v1/compute/browser/sessions/{session_id}",
+            browser_routes::delete,
+        ),
+        Route::new(
+            M::POST,
+            "/v1/compute/browser/sessions/{session_id}/keepalive",
+            browser_routes::keepalive,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/compute/browser/sessions/{session_id}/screenshot",
+            browser_routes::screenshot,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/compute/browser/sessions/{session_id}/cdp",
+            cdp_proxy::connect,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/compute/browser/sessions/{session_id}/cdp/json/version",
+            cdp_proxy::version,
+        ),
+        // Playwright asks with a trailing slash.
+        Route::new(
+            M::GET,
+            "/v1/compute/browser/sessions/{session_id}/cdp/json/version/",
+            cdp_proxy::version,
+        ),
     ]
 }
 

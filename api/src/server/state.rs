@@ -36,6 +36,8 @@ pub struct AppState {
     /// Code runs; `None` where they cannot be made (the reason is in `runs_unavailable`).
     pub runs: Option<Arc<super::runs::Runs>>,
     pub runs_unavailable: Arc<str>,
+    /// Browser sessions; `None` where Chromium is unavailable.
+    pub browsers: Option<Arc<browser::Browsers>>,
     uploads: Arc<Semaphore>,
 }
 
@@ -48,6 +50,7 @@ impl AppState {
             mounts: None,
             runs: None,
             runs_unavailable: Arc::from("code runs are not set up on this server"),
+            browsers: None,
             uploads,
         }
     }
@@ -64,6 +67,12 @@ impl AppState {
             Ok(runs) => self.runs = Some(runs),
             Err(reason) => self.runs_unavailable = Arc::from(reason),
         }
+        self
+    }
+
+    /// The same state with browser sessions available.
+    pub fn with_browsers(mut self, browsers: Arc<browser::Browsers>) -> AppState {
+        self.browsers = Some(browsers);
         self
     }
 

@@ -41,7 +41,7 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
 
 /// A concrete URI for a documented path.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "s1")
+    path.replace("{id}", "s1").replace("{session_id}", "s1")
 }
 
 #[test]

@@ -17,7 +17,8 @@ pub fn schemas() -> Value {
                     "invalid_request", "unauthorized", "not_found", "method_not_allowed",
                     "not_a_directory", "is_a_directory", "already_exists", "directory_not_empty",
                     "too_large", "range_not_satisfiable", "quota_exceeded", "internal",
-                    "network_not_allowed", "too_many_runs", "runs_unavailable"]},
+                    "network_not_allowed", "too_many_runs", "runs_unavailable",
+                    "session_ended", "too_many_sessions", "browser_unavailable", "browser_error"]},
                 "message": string}}}},
         "Entry": {"type": "object", "required": ["name", "path", "type", "size", "mode", "modified_at"],
             "properties": {
