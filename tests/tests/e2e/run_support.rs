@@ -154,28 +154,47 @@ pub fn run_cgroup_trees(data_dir: &Path) -> Vec<PathBuf> {
     trees
 }
 
-/// Removes what a killed server left of its run cgroups (its processes died with it), so
-/// test servers leave no empty cgroups behind. Best effort.
+/// Removes what a killed server left of its run cgroups, so test servers leave nothing
+/// behind: processes still in them are killed (and thawed, should a kill-all have been
+/// cut short by the server's death), then the groups and the tree are removed. Best effort.
 pub fn remove_run_cgroups(data_dir: &Path) {
-    for tree in run_cgroup_trees(data_dir) {
-        for _attempt in 0..50 {
-            let groups: Vec<PathBuf> = std::fs::read_dir(&tree)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.is_dir())
-                        .collect()
-                })
-                .unwrap_or_default();
-            for group in &groups {
+    let trees = run_cgroup_trees(data_dir);
+    let groups = |tree: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(tree)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for _attempt in 0..50 {
+        let mut pids = Vec::new();
+        for tree in &trees {
+            for group in groups(tree) {
+                let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+                pids.extend(procs.lines().map(str::to_string));
+                let _ = std::fs::write(group.join("freezer.state"), "THAWED");
+            }
+        }
+        if !pids.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .args(&pids)
+                .status();
+        }
+        for tree in &trees {
+            for group in groups(tree) {
                 let _ = std::fs::remove_dir(group);
             }
-            if std::fs::remove_dir(&tree).is_ok() || !tree.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            let _ = std::fs::remove_dir(tree);
         }
+        if trees.iter().all(|tree| !tree.exists()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
