@@ -53,7 +53,8 @@ pub struct ChildSetup {
     pub credentials: Option<Credentials>,
     pub no_new_privileges: bool,
     /// Delivered when the thread that spawned the child exits: spawn from a long-lived thread.
-    /// Set after the uid change, which would clear it.
+    /// Set after the uid change, which would clear it. A child whose parent died before the
+    /// signal was set is not executed (the spawn fails with `ESRCH`).
     pub parent_death_signal: Option<i32>,
 }
 
@@ -61,14 +62,15 @@ impl ChildSetup {
     /// Installs the steps as `command`'s pre_exec hook. With tokio, pass
     /// `command.as_std_mut()`.
     pub fn apply_to(self, command: &mut Command) {
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: the hook only makes async-signal-safe system calls on data prepared before
         // the fork; it allocates nothing and takes no locks.
         unsafe {
-            command.pre_exec(move || self.run_in_child());
+            command.pre_exec(move || self.run_in_child(parent));
         }
     }
 
-    fn run_in_child(&self) -> io::Result<()> {
+    fn run_in_child(&self, parent: libc::pid_t) -> io::Result<()> {
         if let Some(joiner) = &self.cgroup {
             joiner.join()?;
         }
@@ -107,6 +109,12 @@ impl ChildSetup {
         if let Some(signal) = self.parent_death_signal {
             // SAFETY: prctl with integer arguments.
             check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) })?;
+            // The signal covers only a parent that dies from now on; one that died since the
+            // fork has left this child to another parent, and it must not go on.
+            // SAFETY: getppid has no memory effects.
+            if unsafe { libc::getppid() } != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
         }
         Ok(())
     }

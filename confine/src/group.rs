@@ -198,12 +198,15 @@ impl Cgroup {
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
-    /// Kills every process in the group and returns once none is left. Processes are frozen
-    /// first where the host can, so none forks past the kill.
+    /// Kills every process in the group and returns once none is left. Each round kills what
+    /// the group lists; if processes keep appearing (forking past the kill), later rounds
+    /// freeze the group first where the host can. Freezing is kept for those rounds because a
+    /// server that dies between freeze and thaw leaves the group frozen until its next start
+    /// removes it.
     pub fn kill_all(&self) -> io::Result<()> {
         let deadline = Instant::now() + KILL_TIMEOUT;
         let mut pause = Duration::from_micros(200);
-        loop {
+        for round in 0.. {
             let pids = self.processes()?;
             if pids.is_empty() {
                 return Ok(());
@@ -223,7 +226,7 @@ impl Cgroup {
                     write_file(&self.primary().path.join("cgroup.kill"), "1")?;
                 }
                 _ => {
-                    let frozen = self.freeze(true).is_ok();
+                    let frozen = round >= 3 && self.freeze(true).is_ok();
                     for pid in self.processes()? {
                         // SAFETY: kill has no memory effects; a pid that is gone gives ESRCH.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -236,6 +239,7 @@ impl Cgroup {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+        unreachable!("the rounds end by returning")
     }
 
     /// CPU time, peak memory and OOM kills so far.

@@ -341,20 +341,6 @@ pub(crate) fn prepare_child(
         parent_death_signal: Some(libc::SIGKILL),
     }
     .apply_to(command);
-    // The parent-death signal only covers a server that dies after it was set: one that
-    // died between the fork and then has left the child to another parent. Such a child
-    // must not go on.
-    let server = std::process::id() as libc::pid_t;
-    // SAFETY: getppid is async-signal-safe and the error is made without allocating.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::getppid() == server {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(libc::ESRCH))
-            }
-        });
-    }
 }
 
 /// A run's bwrap arguments and the data files they name.
