@@ -70,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn a_clients_download_directory_is_kept_in_the_agents_tree() {
+    fn a_clients_download_directory_is_kept_to_the_sessions() {
         let rewritten = rewrite(json!({
             "id": 5, "sessionId": "S",
             "method": "Browser.setDownloadBehavior",
