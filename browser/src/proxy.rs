@@ -47,7 +47,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const DOWNLOADS: &str = "/mounts/7/downloads";
+    const DOWNLOADS: &str = "/data/browsers/s1.downloads";
 
     fn rewrite(message: Value) -> Value {
         let text = message.to_string();
