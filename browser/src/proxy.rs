@@ -47,7 +47,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const DOWNLOADS: &str = "/mounts/7/downloads";
+    const DOWNLOADS: &str = "/data/browsers/s1.downloads";
 
     fn rewrite(message: Value) -> Value {
         let text = message.to_string();
@@ -70,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn a_clients_download_directory_is_kept_in_the_agents_tree() {
+    fn a_clients_download_directory_is_kept_to_the_sessions() {
         let rewritten = rewrite(json!({
             "id": 5, "sessionId": "S",
             "method": "Browser.setDownloadBehavior",

@@ -104,7 +104,7 @@ pub struct SessionRequest {
     pub url: Option<String>,
     pub viewport: Option<Viewport>,
     pub idle_timeout: Option<Duration>,
-    /// The agent's downloads directory (created if missing).
+    /// The agent's `/downloads`, where finished downloads are copied (created if missing).
     pub downloads_dir: PathBuf,
     /// Kept until the session has ended, then dropped (the agent's mount lease).
     pub held: Box<dyn Any + Send + Sync>,
