@@ -11,7 +11,7 @@ use crate::cli::{BrowserFlavor, ServeArgs};
 const BWRAP: &str = "/usr/bin/bwrap";
 
 /// The browser sessions this server offers, or `None` (with a warning) when the Chromium
-/// binary is missing.
+/// binary or bubblewrap is missing.
 pub fn browsers(
     store: &fsd::Store,
     args: &ServeArgs,
@@ -38,19 +38,19 @@ pub fn browsers(
     if let Some(mounts) = &args.mount_dir {
         hidden.push(std::path::absolute(mounts)?);
     }
+    // Without its view a browser would see the host's filesystem, the data directory and
+    // every agent's mount included: no view, no browsers.
     let bwrap = Path::new(BWRAP);
-    let view = if bwrap.exists() {
-        Some(browser::View {
-            bwrap: bwrap.to_path_buf(),
-            hidden,
-        })
-    } else {
+    if !bwrap.exists() {
         tracing::warn!(
-            "{BWRAP} is missing: browsers see the host's filesystem, other agents' mounts \
-             included (run scripts/setup.sh)"
+            "{BWRAP} is missing: browser sessions are unavailable (run scripts/setup.sh)"
         );
-        None
-    };
+        return Ok(None);
+    }
+    let view = Some(browser::View {
+        bwrap: bwrap.to_path_buf(),
+        hidden,
+    });
     let options = browser::BrowsersOptions {
         flavor,
         binary,
