@@ -39,33 +39,15 @@ pub fn create_profile(dir: &Path, credentials: Option<confine::Credentials>) -> 
 /// Fails unless the browser's user can pass through every directory on the way to `dir`
 /// (search permission), naming the first that stops it.
 pub fn check_reachable(dir: &Path, credentials: Option<confine::Credentials>) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let Some(c) = credentials else {
+    let Some(closed) = credentials.and_then(|c| c.closed_directory_above(dir)) else {
         return Ok(());
     };
-    for ancestor in dir.ancestors().skip(1) {
-        let Ok(meta) = std::fs::metadata(ancestor) else {
-            continue;
-        };
-        let mode = meta.mode();
-        let search = if meta.uid() == c.uid {
-            mode & 0o100
-        } else if meta.gid() == c.gid {
-            mode & 0o010
-        } else {
-            mode & 0o001
-        };
-        if search == 0 {
-            return Err(Error::Launch(format!(
-                "the browsers' user (uid {}) cannot reach {}: {} is closed to it; make it \
-                 traversable (chmod o+x) or move the data directory",
-                c.uid,
-                dir.display(),
-                ancestor.display()
-            )));
-        }
-    }
-    Ok(())
+    Err(Error::Launch(format!(
+        "the browsers' user cannot reach {}: {} is closed to it; make it traversable \
+         (chmod o+x) or move the data directory",
+        dir.display(),
+        closed.display()
+    )))
 }
 
 /// Creates the directory that holds the profiles: traversable, not listable, by the

@@ -4,7 +4,9 @@
 //! async-signal-safe calls and allocates nothing.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::group::Joiner;
@@ -14,6 +16,26 @@ use crate::group::Joiner;
 pub struct Credentials {
     pub uid: u32,
     pub gid: u32,
+}
+
+impl Credentials {
+    /// The first directory above `path` this identity may not pass through (no search
+    /// permission for it as owner, group or other; it has no supplementary groups), or `None`
+    /// when it can reach `path`. Directories that do not exist yet are skipped.
+    pub fn closed_directory_above(&self, path: &Path) -> Option<PathBuf> {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        path.ancestors().skip(1).find_map(|dir| {
+            let meta = std::fs::metadata(dir).ok()?;
+            let search = if meta.uid() == self.uid {
+                0o100
+            } else if meta.gid() == self.gid {
+                0o010
+            } else {
+                0o001
+            };
+            (meta.mode() & search == 0).then(|| dir.to_path_buf())
+        })
+    }
 }
 
 /// A resource limit set as soft = hard.

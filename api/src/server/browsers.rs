@@ -64,7 +64,10 @@ pub fn browsers(
         // unprivileged user namespaces.
         chromium_sandbox: true,
         view,
-        cgroup_tree: Some(cgroup_tree_name(&args.data.data_dir)),
+        cgroup_tree: Some(super::startup::cgroup_purpose(
+            "browsers",
+            &args.data.data_dir,
+        )),
         limits: confine::Limits {
             memory_bytes: Some(args.browser_memory_bytes),
             cpu_millicores: Some(args.browser_cpu_millicores).filter(|m| *m > 0),
@@ -80,16 +83,6 @@ pub fn browsers(
     let browsers = browser::Browsers::new(options, meter)?;
     browsers.fill_pool();
     Ok(Some(browsers))
-}
-
-/// The cgroup tree of this data directory's browsers: a server cleaning up after a crash
-/// kills its own leftovers and never another server's browsers.
-fn cgroup_tree_name(data_dir: &Path) -> String {
-    let dir = data_dir
-        .canonicalize()
-        .unwrap_or_else(|_| data_dir.to_path_buf());
-    let hash = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
-    format!("browsers-{}", &hash[..16])
 }
 
 /// Adds browser time to the agent's usage in the store.

@@ -112,8 +112,11 @@ pub fn set_up(
     config.tmp_bytes = runs.run_tmp_bytes;
     config.output_bytes = runs.run_output_bytes;
     config.allow_network = runs.allow_run_network;
-    let runner = runner::Runner::new(config, &cgroup_purpose(&args.data.data_dir))
-        .map_err(|e| format!("code runs need their own cgroups, which cannot be made: {e}"))?;
+    let runner = runner::Runner::new(
+        config,
+        &super::startup::cgroup_purpose("runs", &args.data.data_dir),
+    )
+    .map_err(|e| format!("code runs need their own cgroups, which cannot be made: {e}"))?;
     Ok(Arc::new(Runs {
         runner,
         mounts: mounts.clone(),
@@ -123,40 +126,19 @@ pub fn set_up(
     }))
 }
 
-/// The name of this server's run cgroups: one per data directory, so that a restarted
-/// server finds (and removes) what it left, and servers on other data directories are
-/// left alone.
-fn cgroup_purpose(data_dir: &Path) -> String {
-    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let hash = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
-    format!("runs-{}", &hash[..16])
-}
-
-/// Fails unless the sandbox user can walk down to `dir` (bubblewrap, running as that user,
-/// binds the agent's view from beneath it).
-fn reachable_by(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for ancestor in dir.ancestors() {
-        let meta =
-            std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
-        let search = if meta.uid() == uid {
-            0o100
-        } else if meta.gid() == gid {
-            0o010
-        } else {
-            0o001
-        };
-        if meta.mode() & search == 0 {
-            return Err(format!(
-                "the sandbox user {uid} cannot reach the sandbox views under {}: {} is not \
-                 searchable by it (chmod o+x it, or choose another --mount-dir)",
-                dir.display(),
-                ancestor.display()
-            ));
-        }
+/// Fails unless the sandbox user can walk down to the sandbox views under `base` (bubblewrap,
+/// running as that user, binds the agent's view from beneath it).
+fn reachable_by(base: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    let user = confine::Credentials { uid, gid };
+    match user.closed_directory_above(&base.join("view")) {
+        None => Ok(()),
+        Some(closed) => Err(format!(
+            "the sandbox user {uid} cannot reach the sandbox views under {}: {} is not \
+             searchable by it (chmod o+x it, or choose another --mount-dir)",
+            base.display(),
+            closed.display()
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -174,13 +156,5 @@ mod tests {
         assert!(error.contains("not searchable"), "{error}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         reachable_by(&inner, 61000, 61000).unwrap();
-    }
-
-    #[test]
-    fn each_data_directory_has_its_own_cgroups() {
-        let a = cgroup_purpose(Path::new("/srv/a"));
-        assert_eq!(a, cgroup_purpose(Path::new("/srv/a")));
-        assert_ne!(a, cgroup_purpose(Path::new("/srv/b")));
-        assert!(a.starts_with("runs-"));
     }
 }

@@ -14,6 +14,15 @@ use crate::keys;
 /// The name of the agent created when a store has none.
 pub const DEFAULT_AGENT: &str = "default";
 
+/// The name of the cgroup tree of this server's `kind` of confined processes (`runs`,
+/// `browsers`): one per data directory, so that a restarted server finds (and removes) what
+/// it left, and servers on other data directories are left alone.
+pub fn cgroup_purpose(kind: &str, data_dir: &Path) -> String {
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{kind}-{}", &hash[..16])
+}
+
 /// Takes the exclusive lock that keeps a second server off the same data directory. The
 /// lock lasts as long as the returned file is open.
 pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
@@ -140,6 +149,15 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_data_directory_has_its_own_cgroups() {
+        let a = cgroup_purpose("runs", Path::new("/srv/a"));
+        assert_eq!(a, cgroup_purpose("runs", Path::new("/srv/a")));
+        assert_ne!(a, cgroup_purpose("runs", Path::new("/srv/b")));
+        assert_ne!(a, cgroup_purpose("browsers", Path::new("/srv/a")));
+        assert!(a.starts_with("runs-"));
+    }
 
     #[test]
     fn a_second_lock_on_the_same_directory_is_refused() {

@@ -126,8 +126,7 @@ pub fn run_cgroup_trees(data_dir: &Path) -> Vec<PathBuf> {
     let Ok(data_dir) = std::fs::canonicalize(data_dir) else {
         return Vec::new();
     };
-    let hash = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
-    let name = format!("agentbox-runs-{}", &hash[..16]);
+    let name = format!("agentbox-{}", cgroup_purpose("runs", &data_dir));
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut trees = Vec::new();
     for line in own.lines() {
@@ -154,47 +153,30 @@ pub fn run_cgroup_trees(data_dir: &Path) -> Vec<PathBuf> {
     trees
 }
 
-/// Removes what a killed server left of its run cgroups, so test servers leave nothing
-/// behind: processes still in them are killed (and thawed, should a kill-all have been
-/// cut short by the server's death), then the groups and the tree are removed. Best effort.
-pub fn remove_run_cgroups(data_dir: &Path) {
-    let trees = run_cgroup_trees(data_dir);
-    let groups = |tree: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(tree)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
+/// The cgroup tree name a server on `data_dir` (canonical) uses for `kind` ("runs",
+/// "browsers"), as `docs/operations.md` documents it.
+fn cgroup_purpose(kind: &str, data_dir: &Path) -> String {
+    let hash = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{kind}-{}", &hash[..16])
+}
+
+/// Removes what a killed server left of its run and browser cgroups, so test servers leave
+/// nothing behind: processes still in them are killed (frozen ones thawed), then the groups
+/// and the trees are removed. Best effort.
+pub fn remove_server_cgroups(data_dir: &Path) {
+    let Ok(data_dir) = std::fs::canonicalize(data_dir) else {
+        return;
     };
-    for _attempt in 0..50 {
-        let mut pids = Vec::new();
-        for tree in &trees {
-            for group in groups(tree) {
-                let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
-                pids.extend(procs.lines().map(str::to_string));
-                let _ = std::fs::write(group.join("freezer.state"), "THAWED");
+    for kind in ["runs", "browsers"] {
+        let purpose = cgroup_purpose(kind, &data_dir);
+        match confine::CgroupTree::open(&purpose) {
+            Ok(tree) => {
+                if let Err(error) = tree.remove() {
+                    eprintln!("removing the {purpose} cgroups: {error}");
+                }
             }
+            Err(error) => eprintln!("opening the {purpose} cgroups: {error}"),
         }
-        if !pids.is_empty() {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .args(&pids)
-                .status();
-        }
-        for tree in &trees {
-            for group in groups(tree) {
-                let _ = std::fs::remove_dir(group);
-            }
-            let _ = std::fs::remove_dir(tree);
-        }
-        if trees.iter().all(|tree| !tree.exists()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -346,7 +346,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
-        crate::run_support::remove_run_cgroups(&self.data_dir);
+        crate::run_support::remove_server_cgroups(&self.data_dir);
         if std::thread::panicking() {
             eprintln!(
                 "--- agentbox serve log ({}) ---\n{}",
