@@ -294,11 +294,12 @@ async fn text_of(f: &Fixture, owner: i64, id: &str, url: &str) -> String {
         let evaluated = control
             .call(
                 "Runtime.evaluate",
-                serde_json::json!({"expression": "document.URL.startsWith('about:') ? '' : document.URL + ' ' + (document.body ? document.body.innerText : '')"}),
+                serde_json::json!({"expression": "document.readyState !== 'complete' || document.URL.startsWith('about:') ? '' : document.URL + ' ' + (document.body ? document.body.innerText : '')"}),
                 Some(page),
             )
             .await;
-        // While the page navigates it may have no context to evaluate in yet.
+        // While the page navigates it may have no context to evaluate in yet, and until it
+        // has loaded its body may still be empty.
         text = evaluated.ok().map_or(String::new(), |evaluated| {
             evaluated["result"]["value"]
                 .as_str()
