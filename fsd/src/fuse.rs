@@ -23,6 +23,8 @@ use crate::{
 /// How long the kernel may cache attributes and entries. Changes made other than
 /// through the mount are invalidated explicitly, so this can be long.
 const TTL: Duration = Duration::from_secs(10);
+/// How long [`Mount::unmount`] waits for the serving threads.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(3);
 const BLOCK: u64 = 4096;
 
 /// How a mount is made.
@@ -59,12 +61,34 @@ impl Mount {
         &self.mountpoint
     }
 
-    /// Unmounts and waits for the serving threads to finish.
+    /// Unmounts and waits for the serving threads to finish, for [`UNMOUNT_WAIT`] at most.
+    ///
+    /// A mount namespace made while the filesystem was mounted (a sandbox's, say) keeps a
+    /// copy of the mount, and with it the kernel's connection, until that namespace ends;
+    /// the serving threads go on serving that copy until then. This returns anyway, and the
+    /// threads finish when the copy goes (or with the process).
     pub fn unmount(mut self) -> Result<()> {
         self.stop_watching();
-        match self.session.take() {
-            Some(session) => session.umount_and_join().map_err(Error::io("unmounting")),
-            None => Ok(()),
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("fsd-unmount".into())
+            .spawn(move || {
+                let _ = done.send(session.umount_and_join());
+            })
+            .map_err(Error::io("unmounting"))?;
+        match finished.recv_timeout(UNMOUNT_WAIT) {
+            Ok(result) => result.map_err(Error::io("unmounting")),
+            Err(_) => {
+                tracing::warn!(
+                    mountpoint = %self.mountpoint.display(),
+                    "unmounted, but the filesystem is still in use through another mount \
+                     namespace; it is served until that namespace ends"
+                );
+                Ok(())
+            }
         }
     }
 
