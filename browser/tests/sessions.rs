@@ -51,7 +51,7 @@ fn fixture(idle: Duration) -> Fixture {
             bwrap: bwrap(),
             hidden: vec![dir.path().to_path_buf()],
         }),
-        cgroup_tree: Some(format!("browsers-test-{}", std::process::id())),
+        cgroup_tree: Some(cgroup_tree()),
         default_idle_timeout: idle,
         ..BrowsersOptions::default()
     };
@@ -64,6 +64,25 @@ fn fixture(idle: Duration) -> Fixture {
         browsers,
         metered,
         dir,
+    }
+}
+
+/// The cgroup tree of this test process's browsers.
+fn cgroup_tree() -> String {
+    format!("browsers-test-{}", std::process::id())
+}
+
+impl Drop for Fixture {
+    /// Removes the test's cgroup tree, and whatever a failed test left in it.
+    fn drop(&mut self) {
+        match confine::CgroupTree::open(&cgroup_tree()) {
+            Ok(tree) => {
+                if let Err(error) = tree.remove() {
+                    eprintln!("removing the test's cgroup tree: {error}");
+                }
+            }
+            Err(error) => eprintln!("opening the test's cgroup tree: {error}"),
+        }
     }
 }
 
