@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::report::{Table, mib, millis, ratio};
+use crate::report::{self, Table, mib, millis, ratio};
 use crate::server::Server;
 use crate::stats::Summary;
 
@@ -52,10 +52,7 @@ pub fn run(options: Options) -> Result<()> {
     if !binary.exists() {
         bail!("{} is missing: run scripts/setup.sh", binary.display());
     }
-    let agentbox = match &options.agentbox {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("agentbox"),
-    };
+    let agentbox = crate::server::agentbox_binary(options.agentbox.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("agentbox-bench-browser-")
         .tempdir_in(&options.dir)
@@ -77,16 +74,13 @@ pub fn run(options: Options) -> Result<()> {
     }
     server.stop()?;
     let tables = result?;
-    println!("agentbox browser benchmark");
+    report::print_title("browser ", false);
     println!(
         "  browser    {} ({}), as uid {SANDBOX_ID}",
         binary.display(),
         chromium_version(&binary)
     );
-    println!(
-        "  machine    {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    println!("  machine    {}", report::machine());
     for table in tables {
         println!();
         print!("{table}");

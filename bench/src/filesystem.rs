@@ -25,7 +25,6 @@ mod results;
 mod tables;
 mod workloads;
 
-use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -210,18 +209,9 @@ fn print_header(
     columns: &[Column],
     settler: &Settler,
 ) {
-    println!(
-        "agentbox filesystem benchmark{}",
-        if options.quick {
-            " (--quick: not figures to quote)"
-        } else {
-            ""
-        }
-    );
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    crate::report::print_title("filesystem ", options.quick);
     let filesystem = disk::filesystem_of(&options.dir).unwrap_or_else(|| "?".to_string());
-    println!("  machine    {cores} cores, Linux {}", kernel.trim());
+    println!("  machine    {}", crate::report::machine());
     println!("  disk       {work} ({filesystem}): every column's data");
     for column in columns {
         println!("  {:<10} {}", column.name, column.about);

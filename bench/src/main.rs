@@ -93,10 +93,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let binary = match args.agentbox {
-        Some(binary) => binary,
-        None => std::env::current_exe()?.with_file_name("agentbox"),
-    };
+    let binary = server::agentbox_binary(args.agentbox.as_deref())?;
     let plan = if args.quick {
         Plan::quick(args.threads)
     } else {
@@ -147,18 +144,9 @@ fn run(args: Args) -> Result<()> {
     let pid = server.pid();
     server.stop()?;
 
-    println!(
-        "agentbox benchmark{}",
-        if args.quick {
-            " (--quick: not figures to quote)"
-        } else {
-            ""
-        }
-    );
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    report::print_title("", args.quick);
     let filesystem = storage::disk::filesystem_of(work.path()).unwrap_or_else(|| "?".to_string());
-    println!("  machine    {cores} cores, Linux {}", kernel.trim());
+    println!("  machine    {}", report::machine());
     println!(
         "  disk       {} ({filesystem}): server data, in-process store and baseline files",
         work.path().display()

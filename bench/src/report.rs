@@ -5,6 +5,24 @@
 
 use std::fmt;
 
+/// Prints the report's first line: `agentbox <what> benchmark`, marked when it was a quick
+/// check.
+pub fn print_title(what: &str, quick: bool) {
+    let mark = if quick {
+        " (--quick: not figures to quote)"
+    } else {
+        ""
+    };
+    println!("agentbox {what}benchmark{mark}");
+}
+
+/// The machine the figures were taken on: cores and kernel.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, Linux {}", kernel.trim())
+}
+
 /// One section of the report.
 #[derive(Debug, Clone)]
 pub struct Table {

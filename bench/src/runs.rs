@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::http::Client;
 use crate::parallel::for_each_index;
-use crate::report::Table;
+use crate::report::{self, Table};
 use crate::server::Server;
 use crate::stats::percentile;
 
@@ -62,10 +62,7 @@ pub fn run(mut options: Options) -> Result<()> {
         options.throughput_runs = options.throughput_runs.min(80);
     }
     let started = Instant::now();
-    let binary = match &options.agentbox {
-        Some(binary) => binary.clone(),
-        None => std::env::current_exe()?.with_file_name("agentbox"),
-    };
+    let binary = crate::server::agentbox_binary(options.agentbox.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("agentbox-run-bench-")
         .tempdir_in(&options.dir)
@@ -91,17 +88,8 @@ pub fn run(mut options: Options) -> Result<()> {
     let pid = server.pid();
     server.stop()?;
 
-    println!(
-        "agentbox run benchmark{}",
-        if options.quick {
-            " (--quick: not figures to quote)"
-        } else {
-            ""
-        }
-    );
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("  machine    {cores} cores, Linux {}", kernel.trim());
+    report::print_title("run ", options.quick);
+    println!("  machine    {}", report::machine());
     println!(
         "  server     {} serve, default options, pid {pid}",
         binary.display()

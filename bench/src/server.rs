@@ -22,6 +22,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of the server's log shown with an error.
 const LOG_TAIL_LINES: usize = 12;
 
+/// The agentbox binary to measure: the one given, or `agentbox` next to this benchmark.
+pub fn agentbox_binary(chosen: Option<&Path>) -> std::io::Result<PathBuf> {
+    match chosen {
+        Some(binary) => Ok(binary.to_path_buf()),
+        None => Ok(std::env::current_exe()?.with_file_name("agentbox")),
+    }
+}
+
 /// A running `agentbox serve`.
 pub struct Server {
     child: Child,

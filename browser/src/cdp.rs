@@ -194,35 +194,12 @@ impl Connection {
     /// A PNG of a page's viewport, as the page is currently emulated. Attaches for the
     /// capture only, and sets no emulation of its own, so a client's viewport is untouched.
     pub async fn capture_png(&self, page: &str) -> Result<Vec<u8>> {
-        let attached = self
-            .call(
-                "Target.attachToTarget",
-                json!({"targetId": page, "flatten": true}),
-                None,
-            )
-            .await?;
-        let session = attached["sessionId"]
-            .as_str()
-            .ok_or_else(|| Error::Devtools("Target.attachToTarget gave no sessionId".into()))?
-            .to_string();
         let captured = self
-            .call(
-                "Page.captureScreenshot",
-                json!({"format": "png"}),
-                Some(&session),
-            )
-            .await;
-        let _ = self
-            .call(
-                "Target.detachFromTarget",
-                json!({"sessionId": session}),
-                None,
-            )
-            .await;
-        let data = captured?["data"]
+            .call_on_page(page, "Page.captureScreenshot", json!({"format": "png"}))
+            .await?;
+        let data = captured["data"]
             .as_str()
-            .ok_or_else(|| Error::Devtools("Page.captureScreenshot gave no data".into()))?
-            .to_string();
+            .ok_or_else(|| Error::Devtools("Page.captureScreenshot gave no data".into()))?;
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
             .decode(data)
@@ -235,10 +212,17 @@ impl Connection {
         let page = pages
             .first()
             .ok_or_else(|| Error::Devtools("the browser has no page to open a URL in".into()))?;
+        self.call_on_page(&page.id, "Page.navigate", json!({"url": url}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Calls `method` on page `page`, attached to it for this call only.
+    async fn call_on_page(&self, page: &str, method: &str, params: Value) -> Result<Value> {
         let attached = self
             .call(
                 "Target.attachToTarget",
-                json!({"targetId": page.id, "flatten": true}),
+                json!({"targetId": page, "flatten": true}),
                 None,
             )
             .await?;
@@ -246,9 +230,7 @@ impl Connection {
             .as_str()
             .ok_or_else(|| Error::Devtools("Target.attachToTarget gave no sessionId".into()))?
             .to_string();
-        let navigated = self
-            .call("Page.navigate", json!({"url": url}), Some(&session))
-            .await;
+        let answered = self.call(method, params, Some(&session)).await;
         let _ = self
             .call(
                 "Target.detachFromTarget",
@@ -256,7 +238,7 @@ impl Connection {
                 None,
             )
             .await;
-        navigated.map(|_| ())
+        answered
     }
 
     /// Opens a page at `url` in a new tab.

@@ -140,12 +140,9 @@ pub fn agentbox(options: &Options, work: &Path) -> Column {
             Err(error) => Column::unavailable(NAME, format!("{error:#}")),
         };
     }
-    let binary = match &options.agentbox {
-        Some(binary) => binary.clone(),
-        None => match std::env::current_exe() {
-            Ok(exe) => exe.with_file_name("agentbox"),
-            Err(error) => return Column::unavailable(NAME, format!("{error}")),
-        },
+    let binary = match crate::server::agentbox_binary(options.agentbox.as_deref()) {
+        Ok(binary) => binary,
+        Err(error) => return Column::unavailable(NAME, format!("{error}")),
     };
     eprintln!("agentbox: mounting agent default of a fresh data directory");
     match agentbox::mount(&binary, work) {
