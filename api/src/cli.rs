@@ -38,6 +38,17 @@ pub enum Command {
     /// Run a program (a file, or `-` for standard input) in a sandbox on a server and print
     /// its output; exits with the program's exit code.
     Run(RunArgs),
+    /// Started by `serve` itself: waits for the server to end, then kills every process left
+    /// in its cgroup trees.
+    #[command(hide = true)]
+    WatchCgroups(WatchCgroupsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchCgroupsArgs {
+    /// A cgroup tree of the server (`confine` purpose), one per flag.
+    #[arg(long = "purpose", required = true)]
+    pub purposes: Vec<String>,
 }
 
 /// Where the data lives; shared by every command that opens a data directory.

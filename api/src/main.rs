@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => api::client::snapshot(args),
         Command::Mount(args) => api::mount::run(args),
         Command::Run(args) => api::client::run(args),
+        Command::WatchCgroups(args) => api::server::watch_cgroups(args),
     };
     match result {
         Ok(code) => code,

@@ -143,6 +143,8 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_file_bytes: args.max_file_bytes,
         };
         let mut state = AppState::new(store.clone(), limits);
+        // Before anything is started in the trees.
+        let watchman = startup::start_watchman(&args);
         let mounts = mounts::sandbox_mounts(&store, &args)?;
         if let Some(mounts) = &mounts {
             state = state.with_mounts(mounts.clone());
@@ -174,10 +176,24 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(mounts) = mounts {
             tokio::task::spawn_blocking(move || mounts.unmount_all()).await??;
         }
+        drop(watchman);
         served?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `agentbox watch-cgroups`: the watchman `serve` starts (see `confine::watchman`).
+pub fn watch_cgroups(args: crate::cli::WatchCgroupsArgs) -> anyhow::Result<ExitCode> {
+    let killed =
+        confine::watchman::watch(&args.purposes).context("killing what the server left")?;
+    if killed > 0 {
+        tracing::warn!(
+            groups = killed,
+            "the server ended with processes left: killed them"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::hierarchy::{self, CgroupVersion, OwnCgroup, V2_CONTROLLERS};
+use crate::hierarchy::{self, CgroupVersion, OwnCgroup, SERVER_LEAF, V2_CONTROLLERS};
 
 /// How long `kill_all` keeps trying before it reports the group as unkillable.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,9 +126,77 @@ impl CgroupTree {
         Ok(group)
     }
 
+    /// The tree for `purpose` if a server made it, without making anything: for a process
+    /// that only cleans up after one.
+    pub fn existing(purpose: &str) -> io::Result<Option<CgroupTree>> {
+        check_name(purpose)?;
+        let tree_name = format!("agentbox-{purpose}");
+        let (version, dirs) = match hierarchy::own_cgroup()? {
+            OwnCgroup::V1(own) => (
+                CgroupVersion::V1,
+                own.into_iter()
+                    .map(|d| Dir {
+                        controllers: d.controllers,
+                        path: d.path.join(&tree_name),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            OwnCgroup::V2 { path, .. } => (
+                CgroupVersion::V2,
+                vec![Dir {
+                    controllers: V2_CONTROLLERS.iter().map(|c| c.to_string()).collect(),
+                    path: path.join(&tree_name),
+                }],
+            ),
+        };
+        let dirs: Vec<Dir> = dirs.into_iter().filter(|d| d.path.is_dir()).collect();
+        Ok((!dirs.is_empty()).then_some(CgroupTree { version, dirs }))
+    }
+
     /// Kills and removes every group in the tree: what a server that died left behind.
     /// Returns how many there were.
     pub fn remove_leftovers(&self) -> io::Result<usize> {
+        let groups = self.groups()?;
+        let count = groups.len();
+        for group in groups {
+            group.remove()?;
+        }
+        Ok(count)
+    }
+
+    /// Kills every process in every group of the tree, leaving the groups in place. Returns
+    /// how many groups still held processes. Tries every group before reporting an error.
+    pub fn kill_all_groups(&self) -> io::Result<usize> {
+        let mut killed = 0;
+        let mut first_error = None;
+        for mut group in self.groups()? {
+            // The groups stay for the next start to remove.
+            group.removed = true;
+            // A group removed meanwhile (by the server ending it) has nothing left to kill.
+            match group.processes() {
+                Ok(pids) if pids.is_empty() => continue,
+                Ok(_) => killed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                    continue;
+                }
+            }
+            match group.kill_all() {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    first_error.get_or_insert(error);
+                }
+                _ => {}
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(killed),
+        }
+    }
+
+    /// Every group in the tree, in any of its hierarchies.
+    fn groups(&self) -> io::Result<Vec<Cgroup>> {
         let mut names = BTreeSet::new();
         for dir in &self.dirs {
             for entry in fs::read_dir(&dir.path)? {
@@ -138,21 +206,20 @@ impl CgroupTree {
                 }
             }
         }
-        for name in &names {
-            let group = Cgroup {
-                name: name.clone(),
+        Ok(names
+            .into_iter()
+            .map(|name| Cgroup {
                 version: self.version,
                 dirs: self
                     .dirs
                     .iter()
-                    .map(|d| d.child(name))
+                    .map(|d| d.child(&name))
                     .filter(|d| d.path.is_dir())
                     .collect(),
+                name,
                 removed: false,
-            };
-            group.remove()?;
-        }
-        Ok(names.len())
+            })
+            .collect())
     }
 
     /// Removes the tree itself, after its groups.
@@ -429,7 +496,7 @@ fn enable_v2_controllers(own: &Path, is_root: bool) -> io::Result<()> {
     match write_file(&control, &v2_enable_line()) {
         Ok(()) => Ok(()),
         Err(error) if !is_root && error.raw_os_error() == Some(libc::EBUSY) => {
-            let leaf = own.join("agentbox-server");
+            let leaf = own.join(SERVER_LEAF);
             create_dir_if_missing(&leaf)?;
             write_file(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
             write_file(&control, &v2_enable_line()).map_err(|error| {

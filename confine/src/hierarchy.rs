@@ -19,6 +19,11 @@ pub(crate) const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct",
 /// The v2 controllers enabled for the groups beneath the server's.
 pub(crate) const V2_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
 
+/// v2: the leaf the server moves itself into when its cgroup must delegate controllers. A
+/// process found there (the server, or a process it started outside any group) counts the
+/// leaf's parent as its own cgroup, so the trees are found beside the leaf, not inside it.
+pub(crate) const SERVER_LEAF: &str = "agentbox-server";
+
 /// This process's own cgroup directories.
 #[derive(Debug, Clone)]
 pub(crate) enum OwnCgroup {
@@ -93,7 +98,7 @@ fn locate(cgroup: &str, mountinfo: &str) -> io::Result<OwnCgroup> {
                 )));
             }
         }
-        let dir = join_within(mount, path)?;
+        let dir = outside_server_leaf(join_within(mount, path)?);
         return Ok(OwnCgroup::V2 {
             is_root: dir == mount.point,
             path: dir,
@@ -125,6 +130,14 @@ fn locate(cgroup: &str, mountinfo: &str) -> io::Result<OwnCgroup> {
         });
     }
     Ok(OwnCgroup::V1(dirs))
+}
+
+/// `dir`, or its parent when `dir` is the server's leaf.
+fn outside_server_leaf(mut dir: PathBuf) -> PathBuf {
+    if dir.file_name().is_some_and(|name| name == SERVER_LEAF) {
+        dir.pop();
+    }
+    dir
 }
 
 /// Parses one mountinfo line when it is a cgroup mount.
@@ -266,6 +279,13 @@ mod tests {
         let mountinfo = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let error = locate(cgroup, mountinfo).unwrap_err();
         assert!(error.to_string().contains("pids"), "{error}");
+    }
+
+    #[test]
+    fn the_server_leaf_counts_as_its_parent() {
+        let service = PathBuf::from("/sys/fs/cgroup/system.slice/agentbox.service");
+        assert_eq!(outside_server_leaf(service.join(SERVER_LEAF)), service);
+        assert_eq!(outside_server_leaf(service.clone()), service);
     }
 
     #[test]

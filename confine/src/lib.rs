@@ -4,6 +4,8 @@
 //! is prepared before exec (cgroup join, rlimits, new session, privilege drop) so that nothing
 //! it starts escapes the group or keeps host root.
 //!
+//! A watchman process kills what the trees hold when the server ends, however it ends.
+//!
 //! ```text
 //! CgroupTree::open("runs")          <own cgroup>/agentbox-runs      (one per purpose)
 //!   .create("run-42", &limits)      <own cgroup>/agentbox-runs/run-42
@@ -16,7 +18,9 @@
 mod child;
 mod group;
 mod hierarchy;
+pub mod watchman;
 
 pub use child::{ChildSetup, Credentials, Rlimit};
 pub use group::{Cgroup, CgroupTree, Joiner, Limits, Usage};
 pub use hierarchy::CgroupVersion;
+pub use watchman::Watchman;

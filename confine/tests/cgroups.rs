@@ -225,3 +225,31 @@ fn dropping_a_group_kills_its_processes() {
         .remove()
         .unwrap();
 }
+
+#[test]
+fn killing_every_group_leaves_the_groups_for_the_next_start() {
+    let tree = Tree::open("killall");
+    let busy = tree.create("busy", &Limits::default()).unwrap();
+    let idle = tree.create("idle", &Limits::default()).unwrap();
+    let mut child = spawn_in(&busy, "exec sleep 60", ChildSetup::default());
+    wait_for("the child in its group", || {
+        busy.processes().unwrap().len() == 1
+    });
+    std::mem::forget((busy, idle));
+    let purpose = format!("test-{}-killall", std::process::id());
+    let found = CgroupTree::existing(&purpose)
+        .unwrap()
+        .expect("the tree exists");
+    assert_eq!(
+        found.kill_all_groups().unwrap(),
+        1,
+        "one group held processes"
+    );
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    // Both groups are still there for a restarted server to remove.
+    assert_eq!(tree.remove_leftovers().unwrap(), 2);
+    assert!(
+        CgroupTree::existing("test-no-such-tree").unwrap().is_none(),
+        "looking for a tree must not make it"
+    );
+}

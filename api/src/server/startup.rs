@@ -1,5 +1,5 @@
 //! What `agentbox serve` does around the router: the data-directory lock, the first agent
-//! and its key, the background sweep, and the shutdown signals.
+//! and its key, the cgroup watchman, the background sweep, and the shutdown signals.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::cli::ServeArgs;
 use crate::keys;
 
 /// The name of the agent created when a store has none.
@@ -25,6 +26,45 @@ pub fn cgroup_purpose(kind: &str, data_dir: &Path) -> String {
 
 /// Takes the exclusive lock that keeps a second server off the same data directory. The
 /// lock lasts as long as the returned file is open.
+/// Opens the run and browser cgroup trees and starts the watchman that kills what they hold
+/// when this server ends, however it ends. `None` (with a warning) where the host offers no
+/// cgroups: runs and browsers then report themselves unavailable, or run unconfined.
+pub fn start_watchman(args: &ServeArgs) -> Option<confine::Watchman> {
+    let purposes: Vec<String> = ["runs", "browsers"]
+        .into_iter()
+        .map(|kind| cgroup_purpose(kind, &args.data.data_dir))
+        .filter(|purpose| match confine::CgroupTree::open(purpose) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(%error, purpose, "no cgroup tree to watch");
+                false
+            }
+        })
+        .collect();
+    if purposes.is_empty() {
+        return None;
+    }
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(error) => {
+            tracing::warn!(%error, "cannot find this binary to start the cgroup watchman");
+            return None;
+        }
+    };
+    let mut command = std::process::Command::new(program);
+    command.arg("watch-cgroups");
+    for purpose in &purposes {
+        command.arg("--purpose").arg(purpose);
+    }
+    match confine::Watchman::spawn(command) {
+        Ok(watchman) => Some(watchman),
+        Err(error) => {
+            tracing::warn!(%error, "cannot start the cgroup watchman");
+            None
+        }
+    }
+}
+
 pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
     let path = data_dir.join("server.lock");
     let mut file = OpenOptions::new()

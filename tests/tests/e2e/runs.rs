@@ -411,6 +411,21 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let before = run_groups(&tree);
+    // A process in a run's cgroup that is not the server's child, like one bwrap starts
+    // before arming its own parent-death signal: the server's watchman kills it by cgroup.
+    let mut stray = KilledOnDrop(
+        std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("starting sleep"),
+    );
+    for hierarchy in run_cgroup_trees(&server.data_dir) {
+        let group = hierarchy.join(&before[0]);
+        if group.is_dir() {
+            std::fs::write(group.join("cgroup.procs"), stray.0.id().to_string())
+                .expect("moving a process into a run cgroup");
+        }
+    }
     server.kill9();
     let _ = slow.join();
     let left = run_groups(&tree);
@@ -433,10 +448,18 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
         }
         assert!(
             Instant::now() < deadline,
-            "processes outlived the server: {alive:?}"
+            "processes outlived the server: {}",
+            describe_processes(&alive)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Dead by now (the loop above saw its group empty): this only reaps it.
+    let status = stray.0.wait().expect("waiting for the stray process");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the stray process was not killed: {status:?}"
+    );
     server.restart();
     let after = run_groups(&tree);
     for group in before.iter().chain(&left) {
@@ -465,6 +488,35 @@ fn running_sleep(tree: &std::path::Path) -> bool {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
         })
     })
+}
+
+/// A child process killed if the test fails before it dies.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Each process's command line and the status lines that tell why it is still alive.
+fn describe_processes(pids: &[String]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let wanted = ["State", "PPid", "Uid", "SigBlk", "SigIgn", "NSpid"];
+            let status: Vec<&str> = status
+                .lines()
+                .filter(|line| wanted.iter().any(|w| line.starts_with(&format!("{w}:"))))
+                .collect();
+            format!("{pid} [{cmdline}] {}", status.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn run_groups(tree: &std::path::Path) -> Vec<String> {
