@@ -78,6 +78,10 @@ pub struct Vfs {
     sandbox: Option<SandboxView>,
     options: VfsOptions,
     files: Mutex<HashMap<u64, Arc<Mutex<FileHandle>>>>,
+    /// Per inode, the handle that wrote to it last. A write through another handle commits
+    /// that one's buffered writes first, so writes through different handles land in the
+    /// order they were made.
+    writers: Mutex<HashMap<u64, u64>>,
     dirs: Mutex<HashMap<u64, OpenDir>>,
     next_handle: AtomicU64,
     /// Attributes known to be current (live views only: see `vfs/attrs.rs`).
@@ -125,6 +129,7 @@ impl Vfs {
             sandbox: options.sandbox.then(SandboxView::new),
             options,
             files: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             attrs,
@@ -507,6 +512,8 @@ impl Vfs {
     pub fn write(&self, handle: u64, offset: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
         let file = self.file(handle)?;
+        let ino = lock(&file).ino;
+        self.commit_previous_writer(ino, handle)?;
         let mut file = lock(&file);
         file.reader = None;
         let appending = file.appender.as_ref().map(|a| a.len() == offset);
@@ -536,6 +543,23 @@ impl Vfs {
         Ok(data.len() as u32)
     }
 
+    /// Makes `handle` the last writer of `ino`, committing what another handle that wrote to
+    /// it before has buffered.
+    fn commit_previous_writer(&self, ino: u64, handle: u64) -> Result<()> {
+        let previous = lock(&self.writers).insert(ino, handle);
+        let Some(other) = previous.filter(|other| *other != handle) else {
+            return Ok(());
+        };
+        let Some(file) = lock(&self.files).get(&other).cloned() else {
+            return Ok(());
+        };
+        let mut file = lock(&file);
+        if file.has_pending() {
+            self.commit(&mut file)?;
+        }
+        Ok(())
+    }
+
     /// Commits a handle's buffered writes (flush and fsync).
     pub fn flush(&self, handle: u64) -> Result<()> {
         let file = self.file(handle)?;
@@ -560,6 +584,12 @@ impl Vfs {
         match file {
             Some(file) => {
                 let mut file = lock(&file);
+                {
+                    let mut writers = lock(&self.writers);
+                    if writers.get(&file.ino) == Some(&handle) {
+                        writers.remove(&file.ino);
+                    }
+                }
                 let committed = self.commit(&mut file);
                 let unpinned = self.mine(|| self.store.unpin_inode(self.agent, file.ino));
                 committed.and(unpinned)
