@@ -3,14 +3,19 @@
 //! [`BlobStore`] is the narrow interface the rest of the store uses, so blobs can later live
 //! in an object store; [`LocalBlobs`] keeps them as files under `<data-dir>/blobs/`, fanned
 //! out by the first two hex digits of the hash. A blob file appears under its final name
-//! only once completely written (written to `tmp/`, then renamed), so a name always means
-//! the full content.
+//! only once completely written, so a name always means the full content: it is written as
+//! an unnamed file in its fan-out directory (`O_TMPFILE`) and linked under its name, or,
+//! where the file system cannot make unnamed files, written to `tmp/` and renamed.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::SystemTime;
 
@@ -42,6 +47,8 @@ pub struct LocalBlobs {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// Set once the file system refused an unnamed file: blobs go through `tmp/` from then.
+    no_unnamed_files: AtomicBool,
     /// Blob files to read into the page cache, for the thread that does it (started on
     /// the first [`BlobStore::prefetch`]; it ends when this is dropped).
     prefetches: OnceLock<Option<SyncSender<PathBuf>>>,
@@ -57,14 +64,19 @@ impl LocalBlobs {
         // Files being written are fanned out like the blobs: a file system allocates a new
         // file's inode near its directory's, and one busy directory makes every creation
         // search the same crowded inode table (ext4 without a journal: several times slower).
+        // The blobs' own fan-out directories are made here too, so a write never has to.
         for fan in 0..=255u8 {
-            let dir = tmp.join(format!("{fan:02x}"));
-            fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+            for base in [tmp, root] {
+                let dir = base.join(format!("{fan:02x}"));
+                fs::create_dir_all(&dir)
+                    .map_err(Error::io(format!("creating {}", dir.display())))?;
+            }
         }
         Ok(LocalBlobs {
             root: root.to_owned(),
             tmp: tmp.to_owned(),
             counter: AtomicU64::new(0),
+            no_unnamed_files: AtomicBool::new(false),
             prefetches: OnceLock::new(),
         })
     }
@@ -80,6 +92,20 @@ impl BlobStore for LocalBlobs {
         let path = self.path_of(hash);
         if path.exists() {
             return Ok(false);
+        }
+        if !self.no_unnamed_files.load(Ordering::Relaxed) {
+            match write_unnamed_then_link(&path, data) {
+                Ok(()) => return Ok(true),
+                Err(error) if unnamed_files_unsupported(&error) => {
+                    self.no_unnamed_files.store(true, Ordering::Relaxed);
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        context: format!("writing blob {hash}"),
+                        source,
+                    });
+                }
+            }
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let hex = hash.to_hex();
@@ -224,11 +250,108 @@ fn read_ahead(path: &Path) {
 
 /// Asks the kernel to start writing a new blob to disk now, without waiting, so that the
 /// flush before the index commit finds most of a large upload already written.
+/// Writes `data` to an unnamed file in `path`'s directory and links it as `path`: a crash
+/// leaves no file behind, and the name appears with the whole content or not at all.
+fn write_unnamed_then_link(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("a blob path has a directory"))?;
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+    };
+    let mut file = match open() {
+        // A fan-out directory removed by hand since the start.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            open()?
+        }
+        other => other?,
+    };
+    file.write_all(data)?;
+    start_writeback(&file);
+    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| io::Error::other("descriptor path with NUL"))?;
+    let target = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("blob path with NUL"))?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        let error = io::Error::last_os_error();
+        // Stored meanwhile by another writer: the same bytes, by their name.
+        if error.kind() != io::ErrorKind::AlreadyExists {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `error` says the file system (or a missing `/proc`) cannot make and link unnamed
+/// files, as opposed to a failure of this write.
+fn unnamed_files_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+    )
+}
+
 fn start_writeback(file: &fs::File) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(file);
     // SAFETY: `fd` is a valid open descriptor for the duration of the call. The call is
     // advisory: its failure changes nothing about correctness.
     unsafe {
         libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored_both_ways(unnamed: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(&dir.path().join("blobs"), &dir.path().join("tmp")).unwrap();
+        blobs.no_unnamed_files.store(!unnamed, Ordering::Relaxed);
+        let data = b"the same bytes, stored once".repeat(1000);
+        let hash = Hash::of(&data);
+        assert!(blobs.put(&hash, &data).unwrap(), "a new blob is written");
+        assert!(
+            !blobs.put(&hash, &data).unwrap(),
+            "a stored blob is not written again"
+        );
+        assert_eq!(blobs.get(&hash).unwrap(), data);
+        assert_eq!(
+            blobs.no_unnamed_files.load(Ordering::Relaxed),
+            !unnamed,
+            "this file system makes unnamed files"
+        );
+        // Nothing is left in the temporary directories either way.
+        let leftovers: usize = fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .map(|fan| fs::read_dir(fan.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(leftovers, 0);
+        assert_eq!(blobs.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_blob_is_written_as_an_unnamed_file_then_linked() {
+        stored_both_ways(true);
+    }
+
+    #[test]
+    fn a_blob_is_written_through_tmp_where_unnamed_files_are_refused() {
+        stored_both_ways(false);
     }
 }
