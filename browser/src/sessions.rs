@@ -437,9 +437,19 @@ async fn supervise(
 ) {
     tokio::select! {
         status = child.wait() => {
-            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            if session.begin_ending(&format!("the browser exited unexpectedly ({status})")) {
-                tracing::warn!(session = %session.id, %status, "browser exited");
+            match status {
+                // Chromium exits 0 only when told to: a client's `Browser.close`.
+                Ok(status) if status.success() => {
+                    if session.begin_ending("the browser was closed (Browser.close)") {
+                        tracing::info!(session = %session.id, "browser closed by a client");
+                    }
+                }
+                other => {
+                    let status = other.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    if session.begin_ending(&format!("the browser exited unexpectedly ({status})")) {
+                        tracing::warn!(session = %session.id, %status, "browser exited");
+                    }
+                }
             }
         }
         () = session.ending() => {}

@@ -253,6 +253,39 @@ async fn a_crashed_browser_ends_its_session_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_closed_by_a_client_ends_its_session_as_closed() {
+    let f = fixture(Duration::from_secs(600));
+    let info = f.browsers.create(1, f.request()).await.unwrap();
+    let session = f.browsers.find(1, &info.id).unwrap();
+    let devtools = browser::cdp::Connection::connect(session.devtools_url(), |_| {})
+        .await
+        .unwrap();
+    // The browser may go before it answers.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        devtools.call("Browser.close", serde_json::json!({}), None),
+    )
+    .await;
+    wait_until("the session ends", Duration::from_secs(20), || {
+        !f.browsers.find(1, &info.id).unwrap().info().running
+    })
+    .await;
+    let reason = f
+        .browsers
+        .find(1, &info.id)
+        .unwrap()
+        .info()
+        .ended_reason
+        .unwrap();
+    assert_eq!(reason, "the browser was closed (Browser.close)");
+    wait_until("the profile is removed", Duration::from_secs(20), || {
+        !f.profile(&info.id).exists()
+    })
+    .await;
+    f.browsers.end_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_expire_and_keepalive_holds_them() {
     let f = fixture(Duration::from_secs(2));
     let idle = f.browsers.create(1, f.request()).await.unwrap();
