@@ -134,6 +134,7 @@ impl State {
 /// Warm sandboxes, refilled by threads of their own.
 pub struct WarmPool {
     shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl WarmPool {
@@ -157,6 +158,7 @@ impl WarmPool {
             target: target.max(1),
         });
         let seccomp = Arc::new(seccomp);
+        let mut handles = Vec::new();
         for _ in 0..threads.max(1) {
             let (shared, config, cgroups, seccomp, runtime) = (
                 shared.clone(),
@@ -165,14 +167,18 @@ impl WarmPool {
                 seccomp.clone(),
                 runtime.clone(),
             );
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("agentbox-sandboxes".into())
                 .spawn(move || {
                     let _runtime = runtime.enter();
                     fill(&shared, &config, &cgroups, &seccomp);
                 })?;
+            handles.push(handle);
         }
-        Ok(WarmPool { shared })
+        Ok(WarmPool {
+            shared,
+            threads: handles,
+        })
     }
 
     /// A warm sandbox for `runtime`, waiting for one to be ready if need be.
@@ -204,9 +210,22 @@ impl WarmPool {
 }
 
 impl Drop for WarmPool {
+    /// Returns once every sandbox of the pool is killed and its cgroup removed, so none
+    /// outlives the pool, not even when the process ends right after. A sandbox left
+    /// waiting would otherwise read the end of its `--args` pipe once this process is gone
+    /// and start without its options (and without the parent-death signal, which bwrap
+    /// clears on entering its user namespace).
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.wanted.notify_all();
+        {
+            // Under the lock, so that a thread between its check of `stop` and its wait
+            // cannot miss the wake-up.
+            let _ready = lock(&self.shared.ready);
+            self.shared.stop.store(true, Ordering::SeqCst);
+            self.shared.wanted.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
