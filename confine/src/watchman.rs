@@ -1,10 +1,12 @@
 //! The watchman: a small process of its own that outlives the server just long enough to
 //! kill every process left in the server's cgroup trees, however the server ends.
 //!
-//! The parent-death signal kills the processes the server started itself, but not what they
-//! started before arming their own: bwrap's inner process, killed with its parent only once
-//! its setup is done, runs on if the server dies during that setup. The cgroups hold all of
-//! them, so the watchman kills by cgroup. The server keeps the write end of a pipe whose read
+//! The parent-death signal does not cover everything in the trees. bwrap clears its own when
+//! it gains capabilities in its user namespace and arms it again only later, and its inner
+//! process arms its own only after setup; a bwrap waiting for its options reads the end of
+//! the pipe when the server dies (a dying process's files close before its children are
+//! signalled) and goes on without them. The cgroups hold all of these, so the watchman kills
+//! by cgroup. The server keeps the write end of a pipe whose read
 //! end is the watchman's standard input; the kernel closes it when the server exits for any
 //! reason, SIGKILL included, and the watchman then kills what the trees hold and exits. The
 //! groups themselves stay for the next start to remove.

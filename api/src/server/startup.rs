@@ -24,8 +24,6 @@ pub fn cgroup_purpose(kind: &str, data_dir: &Path) -> String {
     format!("{kind}-{}", &hash[..16])
 }
 
-/// Takes the exclusive lock that keeps a second server off the same data directory. The
-/// lock lasts as long as the returned file is open.
 /// Opens the run and browser cgroup trees and starts the watchman that kills what they hold
 /// when this server ends, however it ends. `None` (with a warning) where the host offers no
 /// cgroups: runs and browsers then report themselves unavailable, or run unconfined.
@@ -65,6 +63,8 @@ pub fn start_watchman(args: &ServeArgs) -> Option<confine::Watchman> {
     }
 }
 
+/// Takes the exclusive lock that keeps a second server off the same data directory. The
+/// lock lasts as long as the returned file is open.
 pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
     let path = data_dir.join("server.lock");
     let mut file = OpenOptions::new()
