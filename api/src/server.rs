@@ -177,6 +177,7 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || mounts.unmount_all()).await??;
         }
         drop(watchman);
+        startup::remove_cgroup_trees(&args);
         served?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! What `agentbox serve` does around the router: the data-directory lock, the first agent
-//! and its key, the cgroup watchman, the background sweep, and the shutdown signals.
+//! and its key, the cgroup watchman and trees, the background sweep, and the shutdown
+//! signals.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -59,6 +60,24 @@ pub fn start_watchman(args: &ServeArgs) -> Option<confine::Watchman> {
         Err(error) => {
             tracing::warn!(%error, "cannot start the cgroup watchman");
             None
+        }
+    }
+}
+
+/// Removes the run and browser cgroup trees once the server has ended its runs and browsers,
+/// so a server stopped in good order leaves nothing in the cgroup hierarchies. Best effort:
+/// anything left is removed at the next start.
+pub fn remove_cgroup_trees(args: &ServeArgs) {
+    for kind in ["runs", "browsers"] {
+        let purpose = cgroup_purpose(kind, &args.data.data_dir);
+        match confine::CgroupTree::existing(&purpose) {
+            Ok(Some(tree)) => {
+                if let Err(error) = tree.remove() {
+                    tracing::warn!(%error, purpose, "removing a cgroup tree failed");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, purpose, "no cgroup tree to remove"),
         }
     }
 }

@@ -390,6 +390,39 @@ fn the_cli_runs_files_and_standard_input() {
 }
 
 #[test]
+fn a_server_stopped_in_good_order_leaves_no_sandbox_and_no_cgroup() {
+    let mut server = run_server(&[]);
+    let out = server.client().run("bash", "echo done");
+    assert_eq!(out["stdout"], "done\n");
+    let trees = run_cgroup_trees(&server.data_dir);
+    assert!(!trees.is_empty(), "the server made no run cgroup tree");
+    // Sandboxes started ahead of the next runs are waiting in the tree now.
+    let procs = |tree: &std::path::Path| -> Vec<String> {
+        run_groups(tree)
+            .iter()
+            .flat_map(|group| {
+                std::fs::read_to_string(tree.join(group).join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let waiting: Vec<String> = trees.iter().flat_map(|tree| procs(tree)).collect();
+    let exit = server.terminate().expect("the server stops on SIGTERM");
+    assert!(exit.success(), "agentbox serve exited with {exit}");
+    // A zombie (empty command line) is dead already; its reaping is up to its new parent.
+    let alive: Vec<&String> = waiting
+        .iter()
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()))
+        .collect();
+    assert!(alive.is_empty(), "sandboxes outlived the server: {alive:?}");
+    let left: Vec<_> = trees.iter().filter(|tree| tree.exists()).collect();
+    assert!(left.is_empty(), "cgroup trees left behind: {left:?}");
+}
+
+#[test]
 fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     let mut server = run_server(&[]);
     let client = server.client();

@@ -263,6 +263,19 @@ impl Server {
         }
     }
 
+    /// Stops the server with SIGTERM and returns how it exited (`None`: it did not stop in
+    /// time and was killed).
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("the server is running");
+        signal(&child, "TERM");
+        let exit = wait_for_exit(&mut child, STOP_TIMEOUT);
+        if exit.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        exit
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same data directory (on a
     /// new port: `url` changes).
     pub fn restart(&mut self) {
