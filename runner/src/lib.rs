@@ -18,6 +18,7 @@
 mod bwrap;
 mod datafd;
 mod environment;
+mod network;
 mod output;
 mod seccomp;
 mod spec;

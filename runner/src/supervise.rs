@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::bwrap::{self, DataFds, Layout};
 use crate::datafd::{self, data_fd};
 use crate::environment;
+use crate::network;
 use crate::output::{self, Captured, OutputChunk, Stream};
 use crate::seccomp;
 use crate::spec::{InvalidRun, RunSpec, Runtime};
@@ -58,6 +59,9 @@ pub struct RunnerConfig {
     pub open_files: u64,
     /// Whether runs may ask for the network.
     pub allow_network: bool,
+    /// The slirp4netns binary that links a run's network namespace to the outside; `None`
+    /// makes runs with network unavailable.
+    pub slirp4netns: Option<PathBuf>,
 }
 
 impl RunnerConfig {
@@ -77,6 +81,7 @@ impl RunnerConfig {
             max_file_bytes: 1 << 30,
             open_files: 1024,
             allow_network: false,
+            slirp4netns: Some(PathBuf::from("/usr/bin/slirp4netns")).filter(|p| p.exists()),
         }
     }
 }
@@ -191,6 +196,14 @@ impl Runner {
                 "typescript runs need Bun at /usr/local/bin/bun: run scripts/setup.sh".into(),
             ));
         }
+        let slirp4netns = match (&self.config.slirp4netns, spec.network) {
+            (None, true) => {
+                return Err(RunError::Unavailable(
+                    "runs with network need slirp4netns: run scripts/setup.sh".into(),
+                ));
+            }
+            (found, _) => found.clone(),
+        };
         let mut sandbox = self
             .warm
             .take(spec.runtime)
@@ -201,7 +214,7 @@ impl Runner {
         let args = bwrap::bwrap_options(&Layout {
             root,
             bun,
-            network: spec.network,
+            network: spec.network.then_some(sandbox.network),
             tmp_bytes: self.config.tmp_bytes,
             shm_bytes: self.config.tmp_bytes / 4,
             cwd: &spec.cwd,
@@ -214,6 +227,21 @@ impl Runner {
             .start(&args, spec.code.clone())
             .await
             .map_err(io_error("starting the sandbox"))?;
+        // Held until the run ends; its process is in the run's cgroup and dies with it.
+        let _link = match (slirp4netns, sandbox.network_ends.take()) {
+            (Some(slirp4netns), Some(ends)) if spec.network => {
+                let joiner = sandbox
+                    .cgroup
+                    .joiner()
+                    .map_err(io_error("joining the run's cgroup"))?;
+                Some(
+                    network::connect(&slirp4netns, ends, joiner)
+                        .await
+                        .map_err(io_error("linking the run's network"))?,
+                )
+            }
+            _ => None,
+        };
         let WarmSandbox {
             cgroup, mut child, ..
         } = sandbox;
@@ -356,6 +384,12 @@ impl Invocation {
         root: &Path,
         spec: &RunSpec,
     ) -> io::Result<Invocation> {
+        if spec.network {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a bare sandbox has no network",
+            ));
+        }
         let (uid, gid) = (config.uid, config.gid);
         let files = DataFiles {
             seccomp: data_fd(c"agentbox-seccomp", seccomp)?,
@@ -368,7 +402,7 @@ impl Invocation {
         let args = bwrap::bwrap_options(&Layout {
             root,
             bun: config.bun.as_deref(),
-            network: spec.network,
+            network: None,
             tmp_bytes: config.tmp_bytes,
             shm_bytes: config.tmp_bytes / 4,
             cwd: &spec.cwd,

@@ -25,9 +25,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
-use crate::bwrap::{self, DataFds};
+use crate::bwrap::{self, DataFds, NetworkFds};
 use crate::datafd::{self, data_fd};
 use crate::environment;
+use crate::network::{self, NetworkEnds};
 use crate::spec::Runtime;
 use crate::supervise::{RunnerConfig, prepare_child};
 
@@ -42,6 +43,9 @@ pub struct WarmSandbox {
     pub child: tokio::process::Child,
     /// The descriptor numbers bwrap has its data under.
     pub fds: DataFds,
+    /// Those a run with network uses, and the server's ends of them (taken by that run).
+    pub network: NetworkFds,
+    pub network_ends: Option<NetworkEnds>,
     args: Option<File>,
     code: Option<File>,
 }
@@ -299,14 +303,26 @@ fn prepare(
     let passwd = data_fd(c"agentbox-passwd", environment::passwd(uid, gid).as_bytes())?;
     let group = data_fd(c"agentbox-group", environment::group(gid).as_bytes())?;
     let hosts = data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?;
-    let inherited: [RawFd; 6] = [
+    // Made for every sandbox: whether its run asks for the network is known only later.
+    let (info_read, info_write) = network::pipe()?;
+    let (block_read, block_write) = network::pipe()?;
+    let resolv = data_fd(c"agentbox-resolv", network::RESOLV_CONF.as_bytes())?;
+    let inherited: [RawFd; 9] = [
         args_read.as_raw_fd(),
         code_read.as_raw_fd(),
         seccomp.as_raw_fd(),
         passwd.as_raw_fd(),
         group.as_raw_fd(),
         hosts.as_raw_fd(),
+        info_write.as_raw_fd(),
+        block_read.as_raw_fd(),
+        resolv.as_raw_fd(),
     ];
+    let network = NetworkFds {
+        info: info_write.as_raw_fd(),
+        block: block_read.as_raw_fd(),
+        resolv: resolv.as_raw_fd(),
+    };
     let fds = DataFds {
         seccomp: seccomp.as_raw_fd(),
         code: code_read.as_raw_fd(),
@@ -335,10 +351,16 @@ fn prepare(
     let child = command.spawn()?;
     // The child has its copies; ours of the read ends and data files close here.
     drop((args_read, code_read, seccomp, passwd, group, hosts));
+    drop((info_write, block_read, resolv));
     Ok(WarmSandbox {
         cgroup,
         child,
         fds,
+        network,
+        network_ends: Some(NetworkEnds {
+            info: File::from(info_read),
+            block: File::from(block_write),
+        }),
         args: Some(File::from(args_write)),
         code: Some(File::from(code_write)),
     })

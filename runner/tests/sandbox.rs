@@ -13,6 +13,10 @@ const UID: u32 = 61000;
 /// A directory with the reserved names a sandbox view shows, owned by the sandbox user,
 /// and a runner whose cgroup tree is named after the test.
 fn setup(name: &str) -> (tempfile::TempDir, Runner) {
+    setup_with(name, RunnerConfig::new(UID, UID))
+}
+
+fn setup_with(name: &str, config: RunnerConfig) -> (tempfile::TempDir, Runner) {
     assert!(
         Path::new("/usr/bin/bwrap").exists(),
         "bwrap is missing: run scripts/setup.sh"
@@ -34,7 +38,7 @@ fn setup(name: &str) -> (tempfile::TempDir, Runner) {
         symlink(target, root.join(name)).unwrap();
     }
     chown(&root, Some(UID), Some(UID)).unwrap();
-    let runner = Runner::new(RunnerConfig::new(UID, UID), &format!("test-{name}"))
+    let runner = Runner::new(config, &format!("test-{name}"))
         .expect("a runner (this test needs root and cgroups)");
     (dir, runner)
 }
@@ -120,4 +124,99 @@ async fn output_past_the_cap_is_cut_and_flagged() {
     assert_eq!(outcome.stderr, "done\n");
     assert!(!outcome.stderr_truncated);
     assert_eq!(outcome.exit_code, 0);
+}
+
+/// This host's address on its default route (no packet is sent to find it).
+fn outside_address() -> std::net::IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    probe
+        .connect("192.0.2.255:9")
+        .or_else(|_| probe.connect("8.8.8.8:53"))
+        .expect("this test needs a network interface other than loopback");
+    probe.local_addr().unwrap().ip()
+}
+
+/// Accepts connections on `listener` and answers each with `reply`, until the test ends.
+fn answer(listener: std::net::TcpListener, reply: &'static [u8]) {
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, reply);
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_network_reaches_out_but_not_the_hosts_loopback() {
+    let mut config = RunnerConfig::new(UID, UID);
+    config.allow_network = true;
+    assert!(
+        config.slirp4netns.is_some(),
+        "slirp4netns is missing: run scripts/setup.sh"
+    );
+    let (dir, runner) = setup_with("network", config);
+    let root = dir.path().join("root");
+    let outside = std::net::TcpListener::bind((outside_address(), 0)).unwrap();
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (outside_addr, loopback_port) = (
+        outside.local_addr().unwrap(),
+        loopback.local_addr().unwrap().port(),
+    );
+    answer(outside, b"outside");
+    answer(loopback, b"loopback");
+    let code = format!(
+        r#"
+import socket
+def fetch(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=3) as s:
+            return s.recv(100).decode()
+    except OSError as e:
+        return "refused" if e.errno in (111, 101, 113) else f"error {{e}}"
+print(fetch("{}", {}))
+print(fetch("127.0.0.1", {loopback_port}))
+print(fetch("10.0.2.2", {loopback_port}))
+print(open("/etc/resolv.conf").read().strip())
+"#,
+        outside_addr.ip(),
+        outside_addr.port(),
+    );
+    let mut spec = spec(Runtime::Python, &code);
+    spec.network = true;
+    let outcome = runner.run(&root, &spec, None).await.unwrap();
+    assert_eq!(outcome.exit_code, 0, "{}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["outside", "refused", "refused", "nameserver 10.0.2.3"],
+        "stderr: {}",
+        outcome.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_without_network_has_none() {
+    let mut config = RunnerConfig::new(UID, UID);
+    config.allow_network = true;
+    let (dir, runner) = setup_with("no-network", config);
+    let root = dir.path().join("root");
+    let outside = std::net::TcpListener::bind((outside_address(), 0)).unwrap();
+    let outside_addr = outside.local_addr().unwrap();
+    answer(outside, b"outside");
+    let code = format!(
+        r#"
+import socket
+try:
+    socket.create_connection(("{}", {}), timeout=3)
+    print("connected")
+except OSError as e:
+    print("unreachable" if e.errno == 101 else f"error {{e}}")
+"#,
+        outside_addr.ip(),
+        outside_addr.port(),
+    );
+    let outcome = runner
+        .run(&root, &spec(Runtime::Python, &code), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.stdout.trim(), "unreachable", "{}", outcome.stderr);
 }

@@ -112,6 +112,12 @@ pub fn set_up(
     config.tmp_bytes = runs.run_tmp_bytes;
     config.output_bytes = runs.run_output_bytes;
     config.allow_network = runs.allow_run_network;
+    if config.allow_network && config.slirp4netns.is_none() {
+        tracing::warn!(
+            "runs asking for the network get 503 until slirp4netns is installed \
+             (scripts/setup.sh)"
+        );
+    }
     let runner = runner::Runner::new(
         config,
         &super::startup::cgroup_purpose("runs", &args.data.data_dir),

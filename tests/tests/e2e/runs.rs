@@ -390,6 +390,33 @@ fn the_cli_runs_files_and_standard_input() {
 }
 
 #[test]
+fn a_run_allowed_the_network_cannot_reach_the_servers_loopback() {
+    let server = run_server(&["--allow-run-network"]);
+    let port = server
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .expect("the server's port");
+    let code = format!(
+        r#"
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3)
+    print("reached the server")
+except OSError as e:
+    print("refused" if e.errno == 111 else f"error {{e}}")
+print(open("/etc/resolv.conf").read().strip())
+"#
+    );
+    let out = server
+        .client()
+        .run_with(json!({"runtime": "python", "code": code, "network": true}));
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert_eq!(out["stdout"], "refused\nnameserver 10.0.2.3\n", "{out}");
+}
+
+#[test]
 fn a_server_stopped_in_good_order_leaves_no_sandbox_and_no_cgroup() {
     let mut server = run_server(&[]);
     let out = server.client().run("bash", "echo done");
