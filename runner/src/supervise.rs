@@ -227,9 +227,15 @@ impl Runner {
             .start(&args, spec.code.clone())
             .await
             .map_err(io_error("starting the sandbox"))?;
+        // Taken whatever the run, so a run without network keeps none of them open.
+        let ends = sandbox.network_ends.take();
         // Held until the run ends; its process is in the run's cgroup and dies with it.
-        let _link = match (slirp4netns, sandbox.network_ends.take()) {
-            (Some(slirp4netns), Some(ends)) if spec.network => {
+        let _link = match slirp4netns.filter(|_| spec.network) {
+            Some(slirp4netns) => {
+                let ends = ends.ok_or_else(|| RunError::Io {
+                    context: "linking the run's network".into(),
+                    source: io::Error::other("the sandbox has no network descriptors"),
+                })?;
                 let joiner = sandbox
                     .cgroup
                     .joiner()
@@ -240,7 +246,7 @@ impl Runner {
                         .map_err(io_error("linking the run's network"))?,
                 )
             }
-            _ => None,
+            None => None,
         };
         let WarmSandbox {
             cgroup, mut child, ..
