@@ -360,6 +360,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         crate::run_support::remove_server_cgroups(&self.data_dir);
+        // A killed server's sandbox views stay mounted (dead) until a server starts on the
+        // data directory again; none will, so they are detached here.
+        if let Ok(views) = fs::read_dir(self.data_dir.join("mounts")) {
+            for view in views.flatten() {
+                force_unmount(&view.path());
+            }
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- agentbox serve log ({}) ---\n{}",
