@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::filesystem::process::{self, Pid};
 use crate::report::{self, Table, mib, millis, ratio};
 use crate::server::Server;
 use crate::stats::Summary;
@@ -368,41 +369,19 @@ fn cold_launch(binary: &Path, work: &Path, url: &str) -> Result<Launched> {
 
 /// The browser started with `--user-data-dir=<profile>` and every process below it (its
 /// zygotes, renderers and utilities do not repeat the flag).
-fn pids_using(profile: &Path) -> Vec<u32> {
+fn pids_using(profile: &Path) -> Vec<Pid> {
     let needle = format!("--user-data-dir={}", profile.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut parents = Vec::new();
-    let mut roots = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+    let mut tree = Vec::new();
+    for pid in process::pids() {
+        let Some((_, ppid)) = process::stat(pid) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The field after the parenthesized command name (which may hold spaces) is the
-        // state, then the parent pid.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-            .unwrap_or(0);
         parents.push((pid, ppid));
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == needle.as_bytes())
-        {
-            roots.push(pid);
+        if process::arguments(pid).is_some_and(|args| args.contains(&needle)) {
+            tree.push(pid);
         }
     }
-    let mut tree = roots;
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
@@ -417,7 +396,7 @@ fn pids_using(profile: &Path) -> Vec<u32> {
 }
 
 /// Total proportional and resident set sizes of `pids`, in bytes.
-fn memory_of(pids: &[u32]) -> (u64, u64) {
+fn memory_of(pids: &[Pid]) -> (u64, u64) {
     let mut pss = 0;
     let mut rss = 0;
     for pid in pids {

@@ -20,7 +20,7 @@ mod fio;
 mod interrupt;
 mod juicefs;
 mod mount;
-mod process;
+pub(crate) mod process;
 mod results;
 mod tables;
 mod workloads;

@@ -68,37 +68,54 @@ impl CgroupTree {
     /// Finds the server's own cgroup and makes (or reuses) the tree for `purpose` beneath it.
     pub fn open(purpose: &str) -> io::Result<CgroupTree> {
         check_name(purpose)?;
+        let own = hierarchy::own_cgroup()?;
+        if let OwnCgroup::V2 { path, is_root } = &own {
+            enable_v2_controllers(path, *is_root)?;
+        }
+        let tree = CgroupTree::beneath(own, purpose);
+        for dir in &tree.dirs {
+            create_dir_if_missing(&dir.path)?;
+        }
+        if tree.version == CgroupVersion::V2 {
+            // Its one directory: the groups beneath get the controllers too.
+            write_file(
+                &tree.dirs[0].path.join("cgroup.subtree_control"),
+                &v2_enable_line(),
+            )?;
+        }
+        Ok(tree)
+    }
+
+    /// The tree for `purpose` if a server made it, without making anything: for a process
+    /// that only cleans up after one.
+    pub fn existing(purpose: &str) -> io::Result<Option<CgroupTree>> {
+        check_name(purpose)?;
+        let mut tree = CgroupTree::beneath(hierarchy::own_cgroup()?, purpose);
+        tree.dirs.retain(|dir| dir.path.is_dir());
+        Ok((!tree.dirs.is_empty()).then_some(tree))
+    }
+
+    /// `<own>/agentbox-<purpose>` in each of `own`'s hierarchies (nothing made).
+    fn beneath(own: OwnCgroup, purpose: &str) -> CgroupTree {
         let tree_name = format!("agentbox-{purpose}");
-        match hierarchy::own_cgroup()? {
-            OwnCgroup::V1(own) => {
-                let dirs: Vec<Dir> = own
+        match own {
+            OwnCgroup::V1(own) => CgroupTree {
+                version: CgroupVersion::V1,
+                dirs: own
                     .into_iter()
                     .map(|d| Dir {
                         controllers: d.controllers,
                         path: d.path.join(&tree_name),
                     })
-                    .collect();
-                for dir in &dirs {
-                    create_dir_if_missing(&dir.path)?;
-                }
-                Ok(CgroupTree {
-                    version: CgroupVersion::V1,
-                    dirs,
-                })
-            }
-            OwnCgroup::V2 { path, is_root } => {
-                enable_v2_controllers(&path, is_root)?;
-                let tree = path.join(&tree_name);
-                create_dir_if_missing(&tree)?;
-                write_file(&tree.join("cgroup.subtree_control"), &v2_enable_line())?;
-                Ok(CgroupTree {
-                    version: CgroupVersion::V2,
-                    dirs: vec![Dir {
-                        controllers: V2_CONTROLLERS.iter().map(|c| c.to_string()).collect(),
-                        path: tree,
-                    }],
-                })
-            }
+                    .collect(),
+            },
+            OwnCgroup::V2 { path, .. } => CgroupTree {
+                version: CgroupVersion::V2,
+                dirs: vec![Dir {
+                    controllers: V2_CONTROLLERS.iter().map(|c| c.to_string()).collect(),
+                    path: path.join(&tree_name),
+                }],
+            },
         }
     }
 
@@ -124,33 +141,6 @@ impl CgroupTree {
         // On error the group is dropped, which removes the directories made so far.
         group.apply(limits)?;
         Ok(group)
-    }
-
-    /// The tree for `purpose` if a server made it, without making anything: for a process
-    /// that only cleans up after one.
-    pub fn existing(purpose: &str) -> io::Result<Option<CgroupTree>> {
-        check_name(purpose)?;
-        let tree_name = format!("agentbox-{purpose}");
-        let (version, dirs) = match hierarchy::own_cgroup()? {
-            OwnCgroup::V1(own) => (
-                CgroupVersion::V1,
-                own.into_iter()
-                    .map(|d| Dir {
-                        controllers: d.controllers,
-                        path: d.path.join(&tree_name),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            OwnCgroup::V2 { path, .. } => (
-                CgroupVersion::V2,
-                vec![Dir {
-                    controllers: V2_CONTROLLERS.iter().map(|c| c.to_string()).collect(),
-                    path: path.join(&tree_name),
-                }],
-            ),
-        };
-        let dirs: Vec<Dir> = dirs.into_iter().filter(|d| d.path.is_dir()).collect();
-        Ok((!dirs.is_empty()).then_some(CgroupTree { version, dirs }))
     }
 
     /// Kills and removes every group in the tree: what a server that died left behind.

@@ -1,11 +1,19 @@
 //! Bytes handed to bubblewrap through file descriptors (`--ro-bind-data FD`, `--seccomp
 //! FD`): each is an anonymous memory file (`memfd`), written whole and rewound, that the
-//! run's bwrap process inherits and reads to its end.
+//! run's bwrap process inherits and reads to its end; and the pipes for what is only known
+//! later (`--args FD`, the code, the network's report and go-ahead).
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A pipe whose both ends close on exec: `(read, write)`. The child's end is made
+/// inheritable in the child, like a data file.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = io::pipe()?;
+    Ok((OwnedFd::from(read), OwnedFd::from(write)))
+}
 
 /// An anonymous file holding `bytes`, positioned at its start, closed on exec unless
 /// [`inheritable`] clears that in the child.

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub async fn connect(
 
 async fn link(slirp4netns: &Path, ends: NetworkEnds, cgroup: confine::Joiner) -> io::Result<Link> {
     let pid = sandbox_pid(ends.info).await?;
-    let (ready_read, ready_write) = pipe()?;
+    let (ready_read, ready_write) = datafd::pipe()?;
     let mut command = std::process::Command::new(slirp4netns);
     command
         .args([
@@ -130,12 +130,6 @@ fn child_pid(report: &[u8]) -> Option<u32> {
     let after = after.trim_start().strip_prefix(':')?.trim_start();
     let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok().filter(|pid| *pid > 0)
-}
-
-/// A pipe whose both ends close on exec: `(read, write)`.
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = io::pipe()?;
-    Ok((OwnedFd::from(read), OwnedFd::from(write)))
 }
 
 #[cfg(test)]

@@ -196,14 +196,11 @@ impl Runner {
                 "typescript runs need Bun at /usr/local/bin/bun: run scripts/setup.sh".into(),
             ));
         }
-        let slirp4netns = match (&self.config.slirp4netns, spec.network) {
-            (None, true) => {
-                return Err(RunError::Unavailable(
-                    "runs with network need slirp4netns: run scripts/setup.sh".into(),
-                ));
-            }
-            (found, _) => found.clone(),
-        };
+        if spec.network && self.config.slirp4netns.is_none() {
+            return Err(RunError::Unavailable(
+                "runs with network need slirp4netns: run scripts/setup.sh".into(),
+            ));
+        }
         let mut sandbox = self
             .warm
             .take(spec.runtime)
@@ -230,7 +227,7 @@ impl Runner {
         // Taken whatever the run, so a run without network keeps none of them open.
         let ends = sandbox.network_ends.take();
         // Held until the run ends; its process is in the run's cgroup and dies with it.
-        let _link = match slirp4netns.filter(|_| spec.network) {
+        let _link = match self.config.slirp4netns.as_deref().filter(|_| spec.network) {
             Some(slirp4netns) => {
                 let ends = ends.ok_or_else(|| RunError::Io {
                     context: "linking the run's network".into(),
@@ -241,7 +238,7 @@ impl Runner {
                     .joiner()
                     .map_err(io_error("joining the run's cgroup"))?;
                 Some(
-                    network::connect(&slirp4netns, ends, joiner)
+                    network::connect(slirp4netns, ends, joiner)
                         .await
                         .map_err(io_error("linking the run's network"))?,
                 )

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -77,17 +77,6 @@ impl WarmSandbox {
 
 fn sender(file: File) -> io::Result<tokio::net::unix::pipe::Sender> {
     tokio::net::unix::pipe::Sender::from_file(file)
-}
-
-/// A pipe whose both ends close on exec: `(read, write)`.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 struct Shared {
@@ -296,16 +285,16 @@ fn prepare(
     };
     let cgroup = cgroups.create(name, &limits)?;
     let joiner = cgroup.joiner()?;
-    let (args_read, args_write) = pipe()?;
-    let (code_read, code_write) = pipe()?;
+    let (args_read, args_write) = datafd::pipe()?;
+    let (code_read, code_write) = datafd::pipe()?;
     let (uid, gid) = (config.uid, config.gid);
     let seccomp = data_fd(c"agentbox-seccomp", seccomp)?;
     let passwd = data_fd(c"agentbox-passwd", environment::passwd(uid, gid).as_bytes())?;
     let group = data_fd(c"agentbox-group", environment::group(gid).as_bytes())?;
     let hosts = data_fd(c"agentbox-hosts", environment::hosts().as_bytes())?;
     // Made for every sandbox: whether its run asks for the network is known only later.
-    let (info_read, info_write) = network::pipe()?;
-    let (block_read, block_write) = network::pipe()?;
+    let (info_read, info_write) = datafd::pipe()?;
+    let (block_read, block_write) = datafd::pipe()?;
     let resolv = data_fd(c"agentbox-resolv", network::RESOLV_CONF.as_bytes())?;
     let inherited: [RawFd; 9] = [
         args_read.as_raw_fd(),

@@ -25,13 +25,17 @@ pub fn cgroup_purpose(kind: &str, data_dir: &Path) -> String {
     format!("{kind}-{}", &hash[..16])
 }
 
+/// The server's cgroup trees: its runs' and its browsers'.
+fn server_cgroup_purposes(args: &ServeArgs) -> [String; 2] {
+    ["runs", "browsers"].map(|kind| cgroup_purpose(kind, &args.data.data_dir))
+}
+
 /// Opens the run and browser cgroup trees and starts the watchman that kills what they hold
 /// when this server ends, however it ends. `None` (with a warning) where the host offers no
 /// cgroups: runs and browsers then report themselves unavailable, or run unconfined.
 pub fn start_watchman(args: &ServeArgs) -> Option<confine::Watchman> {
-    let purposes: Vec<String> = ["runs", "browsers"]
+    let purposes: Vec<String> = server_cgroup_purposes(args)
         .into_iter()
-        .map(|kind| cgroup_purpose(kind, &args.data.data_dir))
         .filter(|purpose| match confine::CgroupTree::open(purpose) {
             Ok(_) => true,
             Err(error) => {
@@ -68,8 +72,7 @@ pub fn start_watchman(args: &ServeArgs) -> Option<confine::Watchman> {
 /// so a server stopped in good order leaves nothing in the cgroup hierarchies. Best effort:
 /// anything left is removed at the next start.
 pub fn remove_cgroup_trees(args: &ServeArgs) {
-    for kind in ["runs", "browsers"] {
-        let purpose = cgroup_purpose(kind, &args.data.data_dir);
+    for purpose in server_cgroup_purposes(args) {
         match confine::CgroupTree::existing(&purpose) {
             Ok(Some(tree)) => {
                 if let Err(error) = tree.remove() {

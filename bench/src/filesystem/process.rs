@@ -37,7 +37,7 @@ pub fn become_subreaper() -> Result<()> {
 }
 
 /// The state letter and parent of `pid`, from `/proc/<pid>/stat`.
-fn stat(pid: Pid) -> Option<(char, Pid)> {
+pub(crate) fn stat(pid: Pid) -> Option<(char, Pid)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
@@ -69,7 +69,8 @@ fn descends_from_us(pid: Pid) -> bool {
     false
 }
 
-fn pids() -> Vec<Pid> {
+/// Every process's id.
+pub(crate) fn pids() -> Vec<Pid> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -78,14 +79,19 @@ fn pids() -> Vec<Pid> {
         .collect()
 }
 
-fn command_line(pid: Pid) -> Option<String> {
+/// The arguments `pid` was started with (none for a zombie or a kernel thread).
+pub(crate) fn arguments(pid: Pid) -> Option<Vec<String>> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let words: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|word| !word.is_empty())
-        .map(|word| String::from_utf8_lossy(word).into_owned())
-        .collect();
-    Some(words.join(" "))
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|word| !word.is_empty())
+            .map(|word| String::from_utf8_lossy(word).into_owned())
+            .collect(),
+    )
+}
+
+fn command_line(pid: Pid) -> Option<String> {
+    arguments(pid).map(|words| words.join(" "))
 }
 
 /// The processes descending from this one whose command line names `path`.

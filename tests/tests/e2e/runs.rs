@@ -424,19 +424,10 @@ fn a_server_stopped_in_good_order_leaves_no_sandbox_and_no_cgroup() {
     let trees = run_cgroup_trees(&server.data_dir);
     assert!(!trees.is_empty(), "the server made no run cgroup tree");
     // Sandboxes started ahead of the next runs are waiting in the tree now.
-    let procs = |tree: &std::path::Path| -> Vec<String> {
-        run_groups(tree)
-            .iter()
-            .flat_map(|group| {
-                std::fs::read_to_string(tree.join(group).join("cgroup.procs"))
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let waiting: Vec<String> = trees.iter().flat_map(|tree| procs(tree)).collect();
+    let waiting: Vec<String> = trees
+        .iter()
+        .flat_map(|tree| processes_in(tree, &run_groups(tree)))
+        .collect();
     let exit = server.terminate().expect("the server stops on SIGTERM");
     assert!(exit.success(), "agentbox serve exited with {exit}");
     // A zombie (empty command line) is dead already; its reaping is up to its new parent.
@@ -493,16 +484,7 @@ fn run_cgroups_left_by_a_crash_are_removed_at_start() {
     // Every sandbox (running or waiting for a run) died with the server.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let alive: Vec<String> = left
-            .iter()
-            .flat_map(|group| {
-                std::fs::read_to_string(tree.join(group).join("cgroup.procs"))
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let alive = processes_in(&tree, &left);
         if alive.is_empty() {
             break;
         }
@@ -541,13 +523,23 @@ fn run_cgroup_tree(server: &Server) -> std::path::PathBuf {
 
 /// Whether a process of the tree's groups runs `sleep 30`.
 fn running_sleep(tree: &std::path::Path) -> bool {
-    run_groups(tree).iter().any(|group| {
-        let procs =
-            std::fs::read_to_string(tree.join(group).join("cgroup.procs")).unwrap_or_default();
-        procs.lines().any(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
-        })
+    processes_in(tree, &run_groups(tree)).iter().any(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
     })
+}
+
+/// The processes listed in `groups` of `tree`.
+fn processes_in(tree: &std::path::Path, groups: &[String]) -> Vec<String> {
+    groups
+        .iter()
+        .flat_map(|group| {
+            std::fs::read_to_string(tree.join(group).join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A child process killed if the test fails before it dies.
