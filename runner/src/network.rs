@@ -63,7 +63,10 @@ async fn link(slirp4netns: &Path, ends: NetworkEnds, cgroup: confine::Joiner) ->
             "--ready-fd",
         ])
         .arg(ready_write.as_raw_fd().to_string())
-        .arg(pid.to_string())
+        // The namespace by path, joined from here: by pid, slirp4netns would first join the
+        // sandbox's user namespace, which bwrap is still setting up (and then nests).
+        .arg("--netns-type=path")
+        .arg(format!("/proc/{pid}/ns/net"))
         .arg("tap0")
         .env_clear()
         .stdin(Stdio::null())
