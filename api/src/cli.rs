@@ -408,9 +408,16 @@ pub struct MountArgs {
     /// Refuse every change through the mount.
     #[arg(long)]
     pub read_only: bool,
-    /// Threads serving filesystem requests.
-    #[arg(long, default_value_t = 4)]
+    /// Threads serving filesystem requests. Two suit one user: one watches for the next
+    /// request while the other can serve a slow one; each thread more is one more the
+    /// kernel wakes for every request.
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Microseconds a serving thread with nothing to do watches for the next request
+    /// before it sleeps (0: never). Spares programs that make many small calls the cost
+    /// of waking a sleeping thread on each, for a little CPU time.
+    #[arg(long, default_value_t = fsd::fuse::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    pub busy_poll_us: u64,
 }
 
 #[derive(Debug, Args)]

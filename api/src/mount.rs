@@ -60,6 +60,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         uid,
         gid,
         threads: args.threads,
+        busy_poll: Duration::from_micros(args.busy_poll_us),
         allow_other: uid == 0,
         fs_name: format!("agentbox:{}", agent.name),
     };

@@ -22,6 +22,8 @@ pub struct MountManagerOptions {
     pub gid: u32,
     /// Threads serving each mount.
     pub threads: usize,
+    /// How long one of them watches for the next request before sleeping.
+    pub busy_poll: Duration,
 }
 
 struct Managed {
@@ -107,6 +109,7 @@ impl MountManager {
             uid: self.options.uid,
             gid: self.options.gid,
             threads: self.options.threads,
+            busy_poll: self.options.busy_poll,
             allow_other: true,
             fs_name: format!("agentbox-sandbox:{agent}"),
         };

@@ -25,6 +25,7 @@ pub fn sandbox_mounts(
         uid: args.sandbox_uid,
         gid: args.sandbox_gid,
         threads: 4,
+        busy_poll: fsd::fuse::DEFAULT_BUSY_POLL,
     };
     Ok(Some(fsd::mounts::MountManager::new(
         store.clone(),

@@ -52,6 +52,7 @@ impl Mounted {
             uid,
             gid,
             threads: 2,
+            busy_poll: fsd::fuse::DEFAULT_BUSY_POLL,
             allow_other: false,
             fs_name: "agentbox-test".into(),
         };
@@ -393,6 +394,39 @@ fn the_sandbox_view_shows_system_names_that_are_not_stored() {
         listed.iter().map(|e| e.name_lossy()).collect::<Vec<_>>(),
         ["reports"]
     );
+}
+
+/// CPU time this process has used, user and system.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given and touches nothing else.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+#[test]
+fn a_quiet_mount_stops_polling_and_sleeps() {
+    let m = Mounted::new();
+    // Requests one after another, as a program statting its new files makes them.
+    for i in 0..300 {
+        let path = m.path(&format!("f{i}"));
+        fs::write(&path, b"x").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 1);
+    }
+    // Quiet now: the thread watching for requests gives up after its window and sleeps,
+    // so the process uses next to no CPU while nothing asks.
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_millis(800));
+    let used = cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(200),
+        "{used:?} of CPU in 800 ms of quiet: a serving thread kept polling"
+    );
+    assert_eq!(fs::read(m.path("f299")).unwrap(), b"x");
 }
 
 fn c_path(path: &Path) -> std::ffi::CString {

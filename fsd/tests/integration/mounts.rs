@@ -16,6 +16,7 @@ fn options(base: &std::path::Path, idle: Duration) -> MountManagerOptions {
         uid,
         gid,
         threads: 2,
+        busy_poll: fsd::fuse::DEFAULT_BUSY_POLL,
     }
 }
 
