@@ -239,6 +239,27 @@ fn time_or_now(time: TimeOrNow) -> i64 {
     }
 }
 
+/// The attributes of a negative entry: only its inode number, 0, means anything.
+fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLOCK as u32,
+        flags: 0,
+    }
+}
+
 fn kind(kind: FileType) -> fuser::FileType {
     match kind {
         FileType::File => fuser::FileType::RegularFile,
@@ -313,7 +334,14 @@ impl Filesystem for AgentFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.entry(self.vfs.lookup(parent.0, name.as_bytes()), reply);
+        match self.vfs.lookup(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&TTL, &self.attr(&attr), Generation(0)),
+            // An entry with inode 0 tells the kernel the name is absent, for TTL: programs
+            // probing for files (module resolution, PATH searches) then ask once. A name
+            // made other than through this mount is invalidated like any other change.
+            Err(Error::NotFound(_)) => reply.entry(&TTL, &absent(), Generation(0)),
+            Err(error) => reply.error(errno(&error)),
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

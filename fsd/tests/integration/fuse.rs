@@ -303,6 +303,8 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
     assert_eq!(fs::read(m.path("later.txt")).unwrap(), b"new");
     m.store.remove(m.agent, &path("/later.txt"), false).unwrap();
     assert!(fs::metadata(m.path("later.txt")).is_err());
+    // The kernel keeps absent names too; a name appearing elsewhere is announced.
+    assert!(fs::metadata(m.path("g.txt")).is_err());
     m.store
         .rename(
             m.agent,
@@ -320,6 +322,17 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
     m.store.restore_snapshot(m.agent, "before").unwrap();
     assert_eq!(fs::read(m.path("g.txt")).unwrap(), b"the second version");
     assert!(fs::metadata(m.path("made-later")).is_err());
+    // Removed through the mount and looked for (absent, as the kernel now keeps it), then
+    // brought back by a restore.
+    fs::remove_file(m.path("g.txt")).unwrap();
+    assert!(fs::metadata(m.path("g.txt")).is_err());
+    m.store.restore_snapshot(m.agent, "before").unwrap();
+    assert_eq!(fs::read(m.path("g.txt")).unwrap(), b"the second version");
+    // Made in a directory the kernel has listed and found the name absent in.
+    fs::create_dir(m.path("d")).unwrap();
+    assert!(fs::metadata(m.path("d/n.txt")).is_err());
+    put("/d/n.txt", b"made elsewhere");
+    assert_eq!(fs::read(m.path("d/n.txt")).unwrap(), b"made elsewhere");
     // And the other way: the store sees what the mount did, as soon as it is closed.
     fs::write(m.path("from-mount.txt"), b"hi").unwrap();
     assert_eq!(
