@@ -408,10 +408,8 @@ pub struct MountArgs {
     /// Refuse every change through the mount.
     #[arg(long)]
     pub read_only: bool,
-    /// Threads serving filesystem requests. Two suit one user: one watches for the next
-    /// request while the other can serve a slow one; each thread more is one more the
-    /// kernel wakes for every request.
-    #[arg(long, default_value_t = 2)]
+    /// Threads serving filesystem requests.
+    #[arg(long, default_value_t = fsd::fuse::DEFAULT_THREADS)]
     pub threads: usize,
     /// Microseconds a serving thread with nothing to do watches for the next request
     /// before it sleeps (0: never). Spares programs that make many small calls the cost

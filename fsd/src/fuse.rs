@@ -23,6 +23,12 @@ use crate::{
 /// How long the kernel may cache attributes and entries. Changes made other than
 /// through the mount are invalidated explicitly, so this can be long.
 const TTL: Duration = Duration::from_secs(10);
+/// Threads serving a mount, by default. Two suit programs making calls one after another:
+/// one watches for the next request (see [`DEFAULT_BUSY_POLL`]) while the other can serve
+/// a slow one. Each thread more is one more the kernel wakes for every request, which
+/// measured slower here (stat 82,000/s with two, 69,000/s with four), for both one program
+/// and two at once.
+pub const DEFAULT_THREADS: usize = 2;
 /// How long a serving thread with nothing to do watches for the next request before it
 /// sleeps, by default. A program that makes filesystem calls one after another (stat after
 /// stat, create after create) otherwise waits on every call for the kernel to wake a

@@ -24,7 +24,7 @@ pub fn sandbox_mounts(
         idle: Duration::from_secs(args.mount_idle_seconds),
         uid: args.sandbox_uid,
         gid: args.sandbox_gid,
-        threads: 4,
+        threads: fsd::fuse::DEFAULT_THREADS,
         busy_poll: fsd::fuse::DEFAULT_BUSY_POLL,
     };
     Ok(Some(fsd::mounts::MountManager::new(
