@@ -5,12 +5,16 @@
 //! cover all of it; until then (or if the file was changed elsewhere meanwhile) a commit
 //! applies them over the file as ordinary writes, and the appender is done.
 //!
+//! Past [`BACKGROUND_AFTER`] bytes the work moves off the writer's thread into a pipeline:
+//! one thread cuts and hashes, another writes the blobs, each on its own core when there is
+//! one.
+//!
 //! The chunking is the same as [`crate::chunker::split`] of the whole content: a cut point
 //! depends only on the bytes since the previous cut, so the bytes after the last cut found
 //! so far are kept and chunked again once more arrive. Until a file outgrows
 //! [`WHOLE_FILE_MAX`] nothing is cut, and a small file is one blob as always.
 
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, Manifest, WHOLE_FILE_MAX};
@@ -22,13 +26,17 @@ use crate::{AgentId, Attr, Error, FileType, Hash, Result};
 /// each byte is scanned about once.
 const CUT_EVERY: usize = 16 * CHUNK_MAX;
 
-/// Once a file has grown this large, its chunks are cut and stored on a thread of their
-/// own while the writer goes on: writes through a mount wait for their reply, so this
-/// overlaps the writer's next write with the storing of the previous ones.
+/// Once a file has grown this large, its chunks are cut on a thread of their own and
+/// stored on another while the writer goes on: writes through a mount wait for their reply,
+/// so this overlaps the writer's next write with the cutting and hashing of the previous
+/// ones, and those with the writing of the blobs before them.
 const BACKGROUND_AFTER: u64 = 4 * 1024 * 1024;
 
-/// Writes queued for the background thread, at most (each at most a FUSE write, 1 MiB).
+/// Writes queued for the cutting thread, at most (each at most a FUSE write, 1 MiB).
 const BACKGROUND_QUEUE: usize = 16;
+
+/// Cuts (about [`CUT_EVERY`] bytes each) queued for the storing thread, at most.
+const STORE_QUEUE: usize = 4;
 
 /// Content being written from offset 0 of one file; see the module documentation.
 pub(crate) struct Appender {
@@ -59,12 +67,19 @@ struct Chunks {
     held: Vec<Hash>,
 }
 
-/// The thread storing an appender's chunks.
+/// The threads cutting and storing an appender's chunks.
 #[derive(Debug)]
 struct Worker {
     writes: SyncSender<Vec<u8>>,
     /// The chunking state once every queued write is stored, and the first failure.
     done: JoinHandle<(Chunks, Result<()>)>,
+}
+
+/// Complete chunks cut from the front of an appender's bytes, to be stored as blobs.
+struct Cut {
+    bytes: Vec<u8>,
+    /// Each chunk's hash and where it is in `bytes`.
+    chunks: Vec<(Hash, std::ops::Range<usize>)>,
 }
 
 impl Appender {
@@ -123,7 +138,9 @@ impl Store {
             .here
             .as_mut()
             .ok_or_else(|| Error::Corrupt("an appender lost its chunks".into()))?;
-        self.append_chunks(chunks, data)?;
+        if let Some(cut) = self.cut_complete(chunks, data) {
+            chunks.unsynced |= self.store_cut(&cut)?;
+        }
         if appender.len >= BACKGROUND_AFTER
             && let Some(chunks) = appender.here.take()
         {
@@ -131,20 +148,58 @@ impl Store {
             let store = self.clone();
             let done = std::thread::Builder::new()
                 .name("fsd-appender".into())
-                .spawn(move || {
-                    let mut chunks = chunks;
-                    let mut outcome = Ok(());
-                    for data in queue {
-                        if outcome.is_ok() {
-                            outcome = store.append_chunks(&mut chunks, &data);
-                        }
-                    }
-                    (chunks, outcome)
-                })
+                .spawn(move || store.cut_in_background(chunks, queue))
                 .map_err(Error::io("starting a thread to store a file"))?;
             appender.worker = Some(Worker { writes, done });
         }
         Ok(())
+    }
+
+    /// The cutting thread: cuts the queued writes into chunks and hands them to a storing
+    /// thread of its own; once the queue is closed, waits for the storing to finish.
+    fn cut_in_background(
+        &self,
+        mut chunks: Chunks,
+        queue: Receiver<Vec<u8>>,
+    ) -> (Chunks, Result<()>) {
+        let (cuts, to_store) = sync_channel::<Cut>(STORE_QUEUE);
+        let store = self.clone();
+        let storing = std::thread::Builder::new()
+            .name("fsd-blob-writer".into())
+            .spawn(move || {
+                let mut wrote = false;
+                for cut in to_store {
+                    wrote |= store.store_cut(&cut)?;
+                }
+                Ok(wrote)
+            });
+        let storing = match storing {
+            Ok(thread) => thread,
+            Err(error) => {
+                return (
+                    chunks,
+                    Err(Error::io("starting a thread to store a file")(error)),
+                );
+            }
+        };
+        for data in queue {
+            if let Some(cut) = self.cut_complete(&mut chunks, &data)
+                && cuts.send(cut).is_err()
+            {
+                // The storing thread stopped: it says why once joined.
+                break;
+            }
+        }
+        drop(cuts);
+        let outcome = match storing.join() {
+            Ok(Ok(wrote)) => {
+                chunks.unsynced |= wrote;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::Corrupt("the thread storing a file failed".into())),
+        };
+        (chunks, outcome)
     }
 
     /// Waits for the appender's thread, if any, to store everything queued, and takes the
@@ -164,33 +219,49 @@ impl Store {
             .ok_or_else(|| Error::Corrupt("an appender lost its chunks".into()))
     }
 
-    /// Adds `data` to `chunks`, storing the chunks that are complete.
-    fn append_chunks(&self, chunks: &mut Chunks, data: &[u8]) -> Result<()> {
+    /// Adds `data` to `chunks` and cuts off the chunks that are complete, if there are
+    /// enough bytes to look for cuts: they are in the manifest and held from then on, and
+    /// returned to be stored.
+    fn cut_complete(&self, chunks: &mut Chunks, data: &[u8]) -> Option<Cut> {
         chunks.tail.extend_from_slice(data);
         let total = chunks.cut.size + chunks.tail.len() as u64;
         if total as usize <= WHOLE_FILE_MAX || chunks.tail.len() < CUT_EVERY {
-            return Ok(());
+            return None;
         }
         // Every chunk but the last is final: its cut does not depend on what comes next.
         let found: Vec<(usize, usize)> =
             fastcdc::v2020::FastCDC::new(&chunks.tail, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
                 .map(|chunk| (chunk.offset, chunk.length))
                 .collect();
-        let Some(((last_offset, _), complete)) = found.split_last() else {
-            return Ok(());
-        };
+        let ((last_offset, _), complete) = found.split_last()?;
+        let mut cut = Vec::with_capacity(complete.len());
         for (offset, length) in complete {
-            let bytes = &chunks.tail[*offset..offset + length];
-            let hash = Hash::of(bytes);
+            let range = *offset..offset + length;
+            let hash = Hash::of(&chunks.tail[range.clone()]);
             // Held before it is looked for, so a sweep cannot take it from now on.
             self.hold_blob(hash);
             chunks.held.push(hash);
-            // Complete chunks are at least CHUNK_MIN long, so never inline.
-            chunks.unsynced |= self.inner.blobs.put(&hash, bytes)?;
             chunks.cut.push(hash, *length as u64);
+            cut.push((hash, range));
         }
-        chunks.tail.drain(..*last_offset);
-        Ok(())
+        // The cut bytes leave with the chunks; the rest starts the next tail, in a buffer
+        // big enough not to grow before the next cut (writes are a FUSE write, 1 MiB, at
+        // most).
+        let mut rest = Vec::with_capacity(CUT_EVERY + (1 << 20));
+        rest.extend_from_slice(&chunks.tail[*last_offset..]);
+        chunks.tail.truncate(*last_offset);
+        let bytes = std::mem::replace(&mut chunks.tail, rest);
+        Some(Cut { bytes, chunks: cut })
+    }
+
+    /// Stores the chunks of `cut` as blobs; says whether any was new.
+    fn store_cut(&self, cut: &Cut) -> Result<bool> {
+        let mut wrote = false;
+        for (hash, range) in &cut.chunks {
+            // Complete chunks are at least CHUNK_MIN long, so never inline.
+            wrote |= self.inner.blobs.put(hash, &cut.bytes[range.clone()])?;
+        }
+        Ok(wrote)
     }
 
     /// Commits what `appender` has written as the content of its file (which it replaces):
