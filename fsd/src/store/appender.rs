@@ -52,6 +52,9 @@ pub(crate) struct Appender {
     base: Option<Hash>,
     /// Bytes committed so far.
     committed: u64,
+    /// Storing failed: the chunking state names blobs that may not exist, so it must never
+    /// be committed; every later use reports the failure.
+    failed: bool,
 }
 
 /// What the bytes written so far have become.
@@ -94,6 +97,7 @@ impl Appender {
             len: 0,
             base,
             committed: 0,
+            failed: false,
         }
     }
 
@@ -126,6 +130,17 @@ impl Store {
     /// Appends `data` to what `appender` has written, storing the chunks that are complete
     /// (on the appender's thread once the file is large).
     pub(crate) fn append(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
+        let appended = self.append_or_fail(appender, data);
+        if appended.is_err() {
+            appender.failed = true;
+        }
+        appended
+    }
+
+    fn append_or_fail(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
+        if appender.failed {
+            return Err(failed_before());
+        }
         appender.len += data.len() as u64;
         if let Some(worker) = &appender.worker {
             if worker.writes.send(data.to_vec()).is_ok() {
@@ -211,7 +226,13 @@ impl Store {
                 .join()
                 .map_err(|_| Error::Corrupt("the thread storing a file failed".into()))?;
             appender.here = Some(chunks);
+            if outcome.is_err() {
+                appender.failed = true;
+            }
             outcome?;
+        }
+        if appender.failed {
+            return Err(failed_before());
         }
         appender
             .here
@@ -368,6 +389,11 @@ impl Store {
     }
 }
 
+/// What an appender reports once storing its bytes has failed.
+fn failed_before() -> Error {
+    Error::Corrupt("an earlier write to this file could not be stored".into())
+}
+
 /// Stores one piece of new content: in the index when small, as a blob otherwise.
 fn store_piece(
     content: &mut NewContent,
@@ -496,6 +522,35 @@ mod tests {
         let (_, going_on) = store.commit_appended(agent, &mut third).unwrap();
         assert!(going_on);
         assert!(read(&store, agent, "f") == newer);
+    }
+
+    #[test]
+    fn a_file_whose_blobs_cannot_be_stored_is_never_committed() {
+        let (dir, store, agent) = store();
+        let ino = new_file(&store, agent, "f");
+        let before = read(&store, agent, "f");
+        // Every blob directory becomes a file: storing any blob fails from now on.
+        for base in ["blobs", "tmp"] {
+            for fan in 0..=255u8 {
+                let fan_dir = dir.path().join(base).join(format!("{fan:02x}"));
+                std::fs::remove_dir_all(&fan_dir).unwrap();
+                std::fs::write(&fan_dir, b"not a directory").unwrap();
+            }
+        }
+        let data = pseudo_random(12 * 1024 * 1024, 26);
+        let mut appender = Appender::new(&store, ino, None);
+        // Past the first few MiB the storing happens on other threads: a write may be
+        // accepted before the failure is known (so their results are not checked), but it
+        // is reported by the commit at the latest, and again by anything after it.
+        for part in data.chunks(1 << 20) {
+            let _ = store.append(&mut appender, part);
+        }
+        assert!(store.commit_appended(agent, &mut appender).is_err());
+        assert!(store.commit_appended(agent, &mut appender).is_err());
+        assert!(store.append(&mut appender, b"more").is_err());
+        assert_eq!(read(&store, agent, "f"), before);
+        drop(appender);
+        assert!(store.inner.held.lock().unwrap().is_empty());
     }
 
     #[test]
