@@ -128,16 +128,17 @@ impl Drop for Appender {
 
 impl Store {
     /// Appends `data` to what `appender` has written, storing the chunks that are complete
-    /// (on the appender's thread once the file is large).
+    /// (on the appender's threads once the file is large).
     pub(crate) fn append(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
-        let appended = self.append_or_fail(appender, data);
+        let appended = self.append_bytes(appender, data);
         if appended.is_err() {
             appender.failed = true;
         }
         appended
     }
 
-    fn append_or_fail(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
+    /// The work of [`Store::append`], whose failure marks the appender failed.
+    fn append_bytes(&self, appender: &mut Appender, data: &[u8]) -> Result<()> {
         if appender.failed {
             return Err(failed_before());
         }
