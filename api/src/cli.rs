@@ -411,9 +411,10 @@ pub struct MountArgs {
     /// Threads serving filesystem requests.
     #[arg(long, default_value_t = fsd::fuse::DEFAULT_THREADS)]
     pub threads: usize,
-    /// Microseconds a serving thread with nothing to do watches for the next request
-    /// before it sleeps (0: never). Spares programs that make many small calls the cost
-    /// of waking a sleeping thread on each, for a little CPU time.
+    /// Most microseconds a serving thread with nothing to do watches for the next request
+    /// before it sleeps (0: never; the window adapts below this to how far apart requests
+    /// come). Spares programs that make many small calls the cost of waking a sleeping
+    /// thread on each, for a little CPU time.
     #[arg(long, default_value_t = fsd::fuse::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
 }

@@ -29,11 +29,12 @@ const TTL: Duration = Duration::from_secs(10);
 /// measured slower here (stat 82,000/s with two, 69,000/s with four), for both one program
 /// and two at once.
 pub const DEFAULT_THREADS: usize = 2;
-/// How long a serving thread with nothing to do watches for the next request before it
+/// The longest a serving thread with nothing to do watches for the next request before it
 /// sleeps, by default. A program that makes filesystem calls one after another (stat after
 /// stat, create after create) otherwise waits on every call for the kernel to wake a
-/// sleeping thread, which on a virtual machine means waking a halted CPU; polling costs at
-/// most this much CPU time per quiet spell, on one thread of the mount.
+/// sleeping thread, which on a virtual machine means waking a halted CPU. One thread of the
+/// mount polls at a time, and its window adapts to how far apart requests come: sparse ones
+/// soon cost no polling (see `third_party/fuser/src/busy_poll.rs`).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
 /// How long [`Mount::unmount`] waits for the serving threads.
 const UNMOUNT_WAIT: Duration = Duration::from_secs(3);

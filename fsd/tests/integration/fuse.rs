@@ -27,7 +27,19 @@ impl Mounted {
         Self::with_view(VfsOptions::default(), |_, _| {})
     }
 
+    fn with_busy_poll(busy_poll: Duration) -> Mounted {
+        Self::made(VfsOptions::default(), |_, _| {}, busy_poll)
+    }
+
     fn with_view(options: VfsOptions, prepare: impl FnOnce(&Store, i64)) -> Mounted {
+        Self::made(options, prepare, fsd::fuse::DEFAULT_BUSY_POLL)
+    }
+
+    fn made(
+        options: VfsOptions,
+        prepare: impl FnOnce(&Store, i64),
+        busy_poll: Duration,
+    ) -> Mounted {
         assert!(
             Path::new("/dev/fuse").exists(),
             "these tests need /dev/fuse and fusermount3: run scripts/setup.sh (Debian package fuse3)"
@@ -52,7 +64,7 @@ impl Mounted {
             uid,
             gid,
             threads: 2,
-            busy_poll: fsd::fuse::DEFAULT_BUSY_POLL,
+            busy_poll,
             allow_other: false,
             fs_name: "agentbox-test".into(),
         };
@@ -406,6 +418,33 @@ fn the_sandbox_view_shows_system_names_that_are_not_stored() {
     assert_eq!(
         listed.iter().map(|e| e.name_lossy()).collect::<Vec<_>>(),
         ["reports"]
+    );
+}
+
+/// CPU time this process used while making `calls` requests through mount `m`, each a
+/// round trip to it (an attribute read), spaced `gap` apart.
+fn cpu_for_sparse_requests(m: &Mounted, calls: usize, gap: Duration) -> Duration {
+    fs::write(m.path("sparse"), b"x").unwrap();
+    let path = m.path("sparse");
+    let before = cpu_time();
+    for _ in 0..calls {
+        assert!(get_xattr(&path, "user.none").is_err());
+        std::thread::sleep(gap);
+    }
+    cpu_time() - before
+}
+
+#[test]
+fn sparse_requests_soon_cost_no_polling() {
+    // Requests further apart than the polling window: after a few the window is gone, so
+    // they cost about what they cost without polling (a fixed 200 us window would add
+    // about 60 ms over these 300).
+    let gap = Duration::from_millis(2);
+    let without = cpu_for_sparse_requests(&Mounted::with_busy_poll(Duration::ZERO), 300, gap);
+    let with = cpu_for_sparse_requests(&Mounted::new(), 300, gap);
+    assert!(
+        with < without + Duration::from_millis(25),
+        "{with:?} of CPU with polling against {without:?} without, for 300 sparse requests"
     );
 }
 

@@ -531,10 +531,14 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
         let mut buf = FuseReadBuf::new();
         let buf = buf.as_mut();
         loop {
-            self.busy_poll.wait_readable(&self.ch);
+            let sleeping_since = self.busy_poll.wait_readable(&self.ch);
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
-            match self.ch.receive_retrying(buf) {
+            let received = self.ch.receive_retrying(buf);
+            if let Some(since) = sleeping_since {
+                self.busy_poll.slept(since);
+            }
+            match received {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {

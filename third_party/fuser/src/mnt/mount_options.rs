@@ -18,9 +18,9 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
-    /// How long a thread with nothing to do watches for the next request before it
-    /// sleeps (one thread of the session at a time); zero never. An agentbox addition:
-    /// see `busy_poll.rs`.
+    /// The longest a thread with nothing to do watches for the next request before it
+    /// sleeps (one thread of the session at a time, for a window that adapts below this);
+    /// zero never. An agentbox addition: see `busy_poll.rs`.
     pub busy_poll: std::time::Duration,
 }
 
