@@ -55,9 +55,17 @@ impl Stream for SharedBody {
     }
 }
 
-/// The largest remainder read after an answer: twice the largest upload body.
+/// The least remainder read after an answer, however small the upload limit: reading a few
+/// MiB costs nothing, and a client sending a modest body over a tiny limit still gets the
+/// answer rather than a reset.
+const DRAIN_AT_LEAST: u64 = 8 * 1024 * 1024;
+
+/// The largest remainder read after an answer: twice the largest upload body, and at least
+/// [`DRAIN_AT_LEAST`].
 pub fn drain_budget(max_file_bytes: u64) -> u64 {
-    (super::fs_routes::base64_body_limit(max_file_bytes) as u64).saturating_mul(2)
+    (super::fs_routes::base64_body_limit(max_file_bytes) as u64)
+        .saturating_mul(2)
+        .max(DRAIN_AT_LEAST)
 }
 
 /// Middleware: answers as the handler does, then reads whatever of the body is left.
@@ -131,5 +139,7 @@ mod tests {
         let body = Body::from(vec![0u8; 1000]);
         assert_eq!(discard(body.into_data_stream(), 10_000).await, 1000);
         assert!(drain_budget(100) > 2 * 100);
+        assert_eq!(drain_budget(100), DRAIN_AT_LEAST);
+        assert!(drain_budget(100 << 20) > 2 * (100 << 20));
     }
 }

@@ -686,9 +686,10 @@ fn oversized_uploads_are_413_and_write_nothing() {
             .query("path", "/base/file.txt")
             .send(Body::Raw(&raw_over_existing))
     });
-    // Far over the limit, yet small enough for the whole body to be sent before the
-    // server's early 413 arrives: this client reads the answer only after sending it all.
-    let very_big = vec![0u8; 300 * 1024];
+    // Far over the limit, and more than the sockets hold: this client reads the answer only
+    // after sending it all, so it sees the 413 only because the server, having answered,
+    // reads the rest of the body (a few MiB at least, however small the limit).
+    let very_big = vec![0u8; 4 * 1024 * 1024];
     let raw_huge: Send<'_> = Box::new(move || {
         client
             .req("PUT", "/v1/compute/fs/content")
