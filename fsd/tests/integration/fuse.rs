@@ -442,22 +442,28 @@ fn serving_threads_cpu() -> std::collections::HashMap<String, u64> {
     threads
 }
 
+/// CPU time the serving threads of this process's mounts used while `work` ran.
+fn serving_threads_cpu_during(work: impl FnOnce()) -> Duration {
+    let before = serving_threads_cpu();
+    work();
+    let used: u64 = serving_threads_cpu()
+        .iter()
+        .filter_map(|(tid, ns)| Some(ns - before.get(tid)?))
+        .sum();
+    Duration::from_nanos(used)
+}
+
 /// CPU time mount `m`'s serving threads used while `calls` requests came to it (attribute
 /// reads, each a round trip), spaced `gap` apart.
 fn cpu_for_sparse_requests(m: &Mounted, calls: usize, gap: Duration) -> Duration {
     fs::write(m.path("sparse"), b"x").unwrap();
     let path = m.path("sparse");
-    let before = serving_threads_cpu();
-    for _ in 0..calls {
-        assert!(get_xattr(&path, "user.none").is_err());
-        std::thread::sleep(gap);
-    }
-    let after = serving_threads_cpu();
-    let used: u64 = after
-        .iter()
-        .filter_map(|(tid, ns)| Some(ns - before.get(tid)?))
-        .sum();
-    Duration::from_nanos(used)
+    serving_threads_cpu_during(|| {
+        for _ in 0..calls {
+            assert!(get_xattr(&path, "user.none").is_err());
+            std::thread::sleep(gap);
+        }
+    })
 }
 
 #[test]
@@ -485,13 +491,7 @@ fn a_quiet_mount_stops_polling_and_sleeps() {
     }
     // Quiet now: the thread watching for requests gives up after its window and sleeps,
     // so the serving threads use next to no CPU while nothing asks.
-    let before = serving_threads_cpu();
-    std::thread::sleep(Duration::from_millis(800));
-    let used: u64 = serving_threads_cpu()
-        .iter()
-        .filter_map(|(tid, ns)| Some(ns - before.get(tid)?))
-        .sum();
-    let used = Duration::from_nanos(used);
+    let used = serving_threads_cpu_during(|| std::thread::sleep(Duration::from_millis(800)));
     assert!(
         used < Duration::from_millis(200),
         "{used:?} of CPU in 800 ms of quiet: a serving thread kept polling"

@@ -531,12 +531,12 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
         let mut buf = FuseReadBuf::new();
         let buf = buf.as_mut();
         loop {
-            let sleeping_since = self.busy_poll.wait_readable(&self.ch);
+            let wait_began = self.busy_poll.wait_readable(&self.ch);
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
             let received = self.ch.receive_retrying(buf);
-            if let Some(since) = sleeping_since {
-                self.busy_poll.slept(since);
+            if let Some(began) = wait_began {
+                self.busy_poll.slept(began);
             }
             match received {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
