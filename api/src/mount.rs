@@ -1,5 +1,6 @@
 //! `agentbox mount`: one agent's tree from a data directory, mounted with FUSE for local
-//! inspection, until Ctrl-C or SIGTERM (then unmounted cleanly). The mount holds the data
+//! inspection, until Ctrl-C or SIGTERM (then unmounted cleanly) or until it is unmounted
+//! from outside (`fusermount3 -u`, `umount`), when the process ends too. The mount holds the data
 //! directory's lock, so it refuses to start while a server uses the directory (and a
 //! server refuses to start while it is mounted). With `--url`, the tree comes from a running
 //! server instead, read-only (see `remote_mount`).
@@ -75,7 +76,14 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             .map(|s| format!(" (snapshot {s}, read-only)"))
             .unwrap_or_default()
     );
-    signals.wait(|| false)?;
+    let signalled = signals.wait(|| mount.is_finished())?;
+    if !signalled {
+        // Unmounted from outside: nothing is left to serve, and the data directory's lock
+        // goes with this process.
+        mount.join().context("serving the mount")?;
+        eprintln!("{} was unmounted", args.mountpoint.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     mount.unmount()?;
     eprintln!("unmounted {}", args.mountpoint.display());
     Ok(ExitCode::SUCCESS)

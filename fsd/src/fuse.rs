@@ -107,6 +107,14 @@ impl Mount {
         }
     }
 
+    /// Whether the filesystem was unmounted from outside (`fusermount3 -u`, `umount`): its
+    /// serving threads have finished. [`Mount::join`] then returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_none_or(|session| session.guard.is_finished())
+    }
+
     /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
     pub fn join(mut self) -> Result<()> {
         let joined = match self.session.take() {

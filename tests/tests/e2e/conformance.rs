@@ -257,3 +257,62 @@ fn pjdfstest_passes_on_an_agent_mount() {
         mount.log_tail()
     );
 }
+
+#[test]
+fn a_mount_unmounted_from_outside_exits_and_frees_the_data_directory() {
+    require_fuse();
+    let work = tempfile::Builder::new()
+        .prefix("agentbox-unmounted-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let base = work
+        .path()
+        .canonicalize()
+        .expect("canonicalize the temporary directory");
+    let data_dir = base.join("data");
+    let mountpoint = base.join("mnt");
+    fs::create_dir(&mountpoint).expect("create the mount point");
+    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+
+    let mut mount = Mount::start(
+        mount_command(&data_dir, &mountpoint),
+        &mountpoint,
+        &base.join("mount.log"),
+    );
+    fs::write(mount.path("/kept.txt"), b"written before the unmount").expect("write a file");
+    let unmounted = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mountpoint)
+        .status()
+        .expect("run fusermount3");
+    assert!(unmounted.success(), "fusermount3 -u failed: {unmounted}");
+
+    let exit = mount.wait(STOP_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "agentbox mount still runs {STOP_TIMEOUT:?} after being unmounted, holding the \
+             data directory:\n{}",
+            mount.log_tail()
+        )
+    });
+    assert!(
+        exit.success(),
+        "agentbox mount exited with {exit} after being unmounted:\n{}",
+        mount.log_tail()
+    );
+    assert!(
+        mount.log().contains("was unmounted"),
+        "agentbox mount did not say it was unmounted:\n{}",
+        mount.log_tail()
+    );
+
+    // The lock went with the process: the directory can be mounted again at once.
+    let again = Mount::start(
+        mount_command(&data_dir, &mountpoint),
+        &mountpoint,
+        &base.join("mount-again.log"),
+    );
+    assert_eq!(
+        fs::read(again.path("/kept.txt")).expect("read the file through the new mount"),
+        b"written before the unmount"
+    );
+}

@@ -1011,6 +1011,16 @@ impl Mount {
         exit
     }
 
+    /// Waits up to `timeout` for the mount process to exit by itself; how it exited, or
+    /// `None` if it still runs (or was not running).
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let exit = wait_for_exit(self.child.as_mut()?, timeout);
+        if exit.is_some() {
+            self.child = None;
+        }
+        exit
+    }
+
     /// Unmounts: SIGTERM (the clean way), SIGKILL if that does not end the process in
     /// time, then `fusermount3 -u` and `umount -l` while the mount is still there.
     /// Returns how the process exited, `None` if it had to be killed.
