@@ -8,7 +8,8 @@
 #   bench/run.sh --help           # every option
 #
 # The filesystem benchmark instead: an `agentbox mount` (started and stopped by the
-# benchmark), a plain ext4 directory and a JuiceFS mount, side by side. It needs fio and
+# benchmark), a plain ext4 directory, a JuiceFS mount and the FUSE floor (a memory-only
+# FUSE filesystem with agentbox's mount settings), side by side. It needs fio and
 # JuiceFS (scripts/setup.sh installs both) and root, to mount and to drop caches.
 #
 #   bench/run.sh fs               # everything under /var/tmp

@@ -1,6 +1,7 @@
 //! `agentbox-bench fs`: the same file workloads on an agentbox FUSE mount, on a plain ext4
-//! directory and on a JuiceFS mount, all on the same disk and in the same run, printed side
-//! by side with ratios and the targets of the filesystem.
+//! directory, on a JuiceFS mount and on the FUSE floor (a memory-only FUSE filesystem with
+//! agentbox's mount settings: what FUSE itself allows), all on the same disk and in the
+//! same run, printed side by side with ratios and the targets of the filesystem.
 //!
 //! Workloads: sequential write and read of one large file and 4 KiB random reads and writes
 //! (fio), then creating, stating, listing and unlinking thousands of small files (std::fs).
@@ -17,6 +18,7 @@ mod cache;
 mod column;
 mod files;
 mod fio;
+mod floor;
 mod interrupt;
 mod juicefs;
 mod mount;
@@ -152,6 +154,7 @@ fn measure_and_report(options: &Options) -> Result<()> {
     let mut columns = vec![
         column::ext4(work.path())?,
         column::juicefs(options, work.path()),
+        column::floor(work.path()),
         column::agentbox(options, work.path()),
     ];
     let mut results = Results::default();

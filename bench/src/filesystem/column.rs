@@ -1,20 +1,21 @@
-//! The three columns of the report: where each one's files go, what it is, and what must
+//! The four columns of the report: where each one's files go, what it is, and what must
 //! be taken down after it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use tempfile::TempDir;
 
 use super::mount::Mount;
-use super::{Options, agentbox, juicefs};
+use super::{Options, agentbox, floor, juicefs};
 use crate::storage::disk;
 
 /// Column indices, in report order: the baseline first, the subject last.
 pub const EXT4: usize = 0;
 pub const JUICEFS: usize = 1;
-pub const AGENTBOX: usize = 2;
+pub const FLOOR: usize = 2;
+pub const AGENTBOX: usize = 3;
 
 /// One filesystem under test.
 pub struct Column {
@@ -24,6 +25,8 @@ pub struct Column {
     /// What the column is, or why it was not measured.
     pub about: String,
     mount: Option<Mount>,
+    /// A filesystem served by this process (the FUSE floor).
+    session: Option<fuser::BackgroundSession>,
     scratch: Option<TempDir>,
 }
 
@@ -34,12 +37,20 @@ impl Column {
             root: None,
             about: format!("not measured: {why}"),
             mount: None,
+            session: None,
             scratch: None,
         }
     }
 
     /// Fails when the column's mount is gone or its daemon has exited.
     pub fn check(&mut self) -> Result<()> {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|session| session.guard.is_finished())
+        {
+            bail!("the {} filesystem is no longer served", self.name);
+        }
         match &mut self.mount {
             Some(mount) => mount.check(),
             None => Ok(()),
@@ -48,10 +59,17 @@ impl Column {
 
     /// Unmounts and stops whatever the column started, and removes its scratch directory.
     pub fn close(&mut self) -> Result<()> {
-        let unmounted = match self.mount.take() {
+        let mut unmounted = match self.mount.take() {
             Some(mount) => mount.unmount(),
             None => Ok(()),
         };
+        if let Some(session) = self.session.take() {
+            unmounted = unmounted.and(
+                session
+                    .umount_and_join()
+                    .with_context(|| format!("unmounting the {} filesystem", self.name)),
+            );
+        }
         if let Some(scratch) = self.scratch.take() {
             let path = scratch.path().display().to_string();
             scratch
@@ -77,6 +95,7 @@ pub fn ext4(work: &Path) -> Result<Column> {
         root: Some(root),
         about,
         mount: None,
+        session: None,
         scratch: None,
     })
 }
@@ -106,6 +125,30 @@ pub fn juicefs(options: &Options, work: &Path) -> Column {
                  volume, trash off)"
             ),
             mount: Some(mount),
+            session: None,
+            scratch: None,
+        },
+        Err(error) => Column::unavailable(NAME, format!("{error:#}")),
+    }
+}
+
+/// The FUSE floor (`floor.rs`), mounted in `work` and served by this process, or the
+/// reason there is none.
+pub fn floor(work: &Path) -> Column {
+    const NAME: &str = "FUSE floor";
+    let mountpoint = work.join("floor-mnt");
+    if let Err(error) = fs::create_dir(&mountpoint) {
+        return Column::unavailable(NAME, format!("creating {}: {error}", mountpoint.display()));
+    }
+    match floor::mount(&mountpoint) {
+        Ok(session) => Column {
+            name: NAME,
+            root: Some(mountpoint),
+            about: "a FUSE filesystem that keeps everything in memory and does nothing else, \
+                    served with agentbox's mount settings: the most FUSE allows here"
+                .to_string(),
+            mount: None,
+            session: Some(session),
             scratch: None,
         },
         Err(error) => Column::unavailable(NAME, format!("{error:#}")),
@@ -134,6 +177,7 @@ pub fn agentbox(options: &Options, work: &Path) -> Column {
                         scratch.path().display()
                     ),
                     mount: None,
+                    session: None,
                     scratch: Some(scratch),
                 }
             }
@@ -155,6 +199,7 @@ pub fn agentbox(options: &Options, work: &Path) -> Column {
                 binary.display()
             ),
             mount: Some(mount),
+            session: None,
             scratch: None,
         },
         Err(error) => Column::unavailable(NAME, format!("{error:#}")),

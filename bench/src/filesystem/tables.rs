@@ -3,7 +3,7 @@
 
 use super::Plan;
 use super::cache::Settler;
-use super::column::{AGENTBOX, Column, EXT4, JUICEFS};
+use super::column::{AGENTBOX, Column, EXT4, FLOOR, JUICEFS};
 use super::results::{Metric, Results};
 use crate::report::{self, Table};
 
@@ -122,7 +122,7 @@ fn side_by_side(
 ) -> Table {
     let mut headers: Vec<&str> = vec![""];
     headers.extend(columns.iter().map(|c| c.name));
-    headers.extend(["agentbox/ext4", "agentbox/JuiceFS"]);
+    headers.extend(["agentbox/ext4", "agentbox/JuiceFS", "agentbox/floor"]);
     let mut table = Table::new(title, &headers);
     let mut noisy = Vec::new();
     for &(label, metric) in rows {
@@ -130,6 +130,7 @@ fn side_by_side(
         cells.extend((0..columns.len()).map(|c| cell(columns, results, metric, c)));
         cells.push(speed_ratio(results, metric, AGENTBOX, EXT4));
         cells.push(speed_ratio(results, metric, AGENTBOX, JUICEFS));
+        cells.push(speed_ratio(results, metric, AGENTBOX, FLOOR));
         table.row(cells);
         for (c, column) in columns.iter().enumerate() {
             if let Some((min, max)) = results.spread(metric, c)
