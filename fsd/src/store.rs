@@ -617,11 +617,41 @@ impl Store {
 
     /// Makes the live tree exactly what it was in the snapshot.
     pub fn restore_snapshot(&self, agent: AgentId, id_or_name: &str) -> Result<()> {
-        self.index().write(|tx| {
+        let open = self.pinned(agent);
+        let revived = self.index().write(|tx| {
             let snapshot = tx.require_snapshot(agent, id_or_name)?;
-            let generation = Tree::live(tx, agent)?.generation();
-            tx.restore_snapshot(agent, generation, &snapshot)
-        })
+            let live = Tree::live(tx, agent)?;
+            // What is open now and not in the snapshot lives on without a name until it is
+            // closed, as after an unlink, its content still indexed.
+            let mut held = Vec::new();
+            for ino in open {
+                if let Some(row) = live.inode(ino)? {
+                    let manifest = tx.manifest(row.content.as_ref())?;
+                    held.push((row, manifest));
+                }
+            }
+            tx.restore_snapshot(agent, live.generation(), &snapshot)?;
+            let live = Tree::live(tx, agent)?;
+            let mut revived = Vec::new();
+            for (row, manifest) in held {
+                if live.inode(row.ino)?.is_some() {
+                    // The snapshot has a version of it: the open handles see that one.
+                    continue;
+                }
+                let content = NewContent {
+                    manifest,
+                    inline: Vec::new(),
+                };
+                tx.add_content(&content, self.inner.blobs.as_ref())?;
+                revived.push(row.ino);
+                live.revive_unnamed(row)?;
+            }
+            Ok(revived)
+        })?;
+        for ino in revived {
+            self.orphaned(agent, ino)?;
+        }
+        Ok(())
     }
 
     /// Paths added, removed or modified going from `from` to `to`, sorted by path.

@@ -333,6 +333,15 @@ impl<'t> Tree<'t> {
         Ok(())
     }
 
+    /// Brings `row`, a version of an inode that has just left the live tree, back into it
+    /// without a name, as an unlink leaves a file that is still open.
+    pub fn revive_unnamed(&self, row: InodeRow) -> Result<()> {
+        self.writable()?;
+        let row = InodeRow { nlink: 0, ..row };
+        self.insert_row(&row)?;
+        self.count(&row, 1)
+    }
+
     /// Adds a new inode to the live tree; `row.ino` is assigned here.
     pub fn insert_inode(&self, mut row: InodeRow) -> Result<InodeRow> {
         self.writable()?;

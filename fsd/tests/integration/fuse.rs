@@ -356,6 +356,56 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
 }
 
 #[test]
+fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
+    let m = Mounted::new();
+    m.store.create_snapshot(m.agent, Some("empty")).unwrap();
+    // Made after the snapshot, large enough for blob files, and kept open.
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let mut open = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("open.bin"))
+        .unwrap();
+    open.write_all(&big).unwrap();
+    open.sync_all().unwrap();
+    fs::write(m.path("closed.txt"), b"not open").unwrap();
+
+    m.store.restore_snapshot(m.agent, "empty").unwrap();
+    assert!(
+        fs::metadata(m.path("open.bin")).is_err(),
+        "its name went with the restore"
+    );
+    assert!(fs::metadata(m.path("closed.txt")).is_err());
+
+    // As after an unlink: the open file can still be read, written and synced.
+    open.seek(SeekFrom::Start(0)).unwrap();
+    let mut read = Vec::new();
+    open.read_to_end(&mut read).unwrap();
+    assert!(read == big, "the open file reads back what was written");
+    open.write_all(b"more").unwrap();
+    open.sync_all().unwrap();
+    assert_eq!(open.metadata().unwrap().len(), big.len() as u64 + 4);
+    let usage = m.store.agent_stats(m.agent).unwrap();
+    assert_eq!(usage.files, 1, "the open file counts until it is closed");
+
+    // The kernel sends the release after close returns: it may take a moment.
+    drop(open);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let usage = m.store.agent_stats(m.agent).unwrap();
+        if usage.files == 0 || std::time::Instant::now() > deadline {
+            break usage;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!((usage.files, usage.logical_bytes), (0, 0), "{usage:?}");
+    let report = m.store.fsck().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
 fn the_sandbox_view_shows_system_names_that_are_not_stored() {
     let m = Mounted::with_view(
         VfsOptions {
