@@ -118,6 +118,17 @@ if [[ ! -e /dev/fuse ]]; then
     say "warning: /dev/fuse is missing; FUSE mounts will fail until the fuse module is loaded"
 fi
 
+# The FUSE control filesystem (what systemd mounts at boot): how an operator aborts a hung
+# FUSE connection, and how the tests cut off a sandbox view to see the server recover.
+fusectl=/sys/fs/fuse/connections
+if [[ -d $fusectl ]] && ! mountpoint -q "$fusectl"; then
+    if [[ $(id -u) -eq 0 ]]; then
+        mount -t fusectl fusectl "$fusectl" || say "warning: could not mount fusectl on $fusectl"
+    else
+        say "warning: fusectl is not mounted on $fusectl (needs root)"
+    fi
+fi
+
 # --- Runs: Bun for TypeScript ----------------------------------------------------------------
 
 bun_works() { "$BUN_PREFIX/node_modules/.bin/bun" --version >/dev/null 2>&1; }

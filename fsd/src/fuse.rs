@@ -115,6 +115,24 @@ impl Mount {
             .is_none_or(|session| session.guard.is_finished())
     }
 
+    /// Whether the filesystem is served at its mount point now: not finished, and the mount
+    /// point is a mount of its own (not left bare by `umount -l`, not cut off by an aborted
+    /// connection).
+    pub fn is_served(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.is_finished() {
+            return false;
+        }
+        let parent = self.mountpoint.parent().unwrap_or(Path::new("/"));
+        match (
+            std::fs::metadata(&self.mountpoint),
+            std::fs::metadata(parent),
+        ) {
+            (Ok(point), Ok(parent)) => point.dev() != parent.dev(),
+            _ => false,
+        }
+    }
+
     /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
     pub fn join(mut self) -> Result<()> {
         let joined = match self.session.take() {

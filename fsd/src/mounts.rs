@@ -87,13 +87,29 @@ impl MountManager {
     pub fn acquire(self: &Arc<Self>, agent: AgentId) -> Result<MountLease> {
         let path = self.options.base.join(agent.to_string());
         let mut mounts = self.lock();
+        let mut leases = 1;
         if let Some(managed) = mounts.get_mut(&agent) {
-            managed.leases += 1;
-            return Ok(MountLease {
-                manager: self.clone(),
-                agent,
-                path,
-            });
+            if managed.mount.is_served() {
+                managed.leases += 1;
+                return Ok(MountLease {
+                    manager: self.clone(),
+                    agent,
+                    path,
+                });
+            }
+            // Unmounted or cut off from outside (`fusermount3 -u`, an aborted connection): a
+            // sandbox given the bare directory would write into the data directory instead
+            // of the agent's tree. It is mounted again; the leases still out carry over.
+            tracing::warn!(agent, path = %path.display(), "a sandbox view was unmounted from outside; mounting it again");
+            if let Some(dead) = mounts.remove(&agent) {
+                leases += dead.leases;
+                // Stops serving whatever is left; the mount point itself may be gone.
+                let _ = dead.mount.unmount();
+            }
+            if matches!(std::fs::metadata(&path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+            {
+                detach(&path)?;
+            }
         }
         std::fs::create_dir_all(&path)
             .map_err(Error::io(format!("creating {}", path.display())))?;
@@ -119,7 +135,7 @@ impl MountManager {
             agent,
             Managed {
                 mount,
-                leases: 1,
+                leases,
                 idle_since: Instant::now(),
             },
         );

@@ -89,3 +89,72 @@ fn mounts_left_by_an_earlier_process_are_cleaned_up() {
     drop(lease);
     manager.unmount_all().unwrap();
 }
+
+/// Whether `path` is a mount point of its own: a different device from its parent's.
+fn is_mount_point(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), fs::metadata(path.parent().unwrap())) {
+        (Ok(point), Ok(parent)) => point.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+/// Writes `name` through the lease's view and reads it back from the store.
+fn written_through(store: &Store, agent: i64, lease: &fsd::mounts::MountLease, name: &str) {
+    fs::write(lease.path().join(name), name.as_bytes()).unwrap();
+    let mut reader = store
+        .open_file(
+            agent,
+            &FsPath::parse(&format!("/{name}")).unwrap(),
+            &fsd::View::Live,
+        )
+        .unwrap();
+    let mut stored = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut stored).unwrap();
+    assert_eq!(stored, name.as_bytes(), "{name} reached the agent's tree");
+}
+
+#[test]
+fn a_view_unmounted_or_cut_off_from_outside_is_mounted_again() {
+    let (tmp, store, agent) = fresh_store();
+    let base = tmp.path().join("mounts");
+    let manager =
+        MountManager::new(store.clone(), options(&base, Duration::from_secs(3600))).unwrap();
+    let lease = manager.acquire(agent).unwrap();
+    let path = lease.path().to_owned();
+    written_through(&store, agent, &lease, "first.txt");
+    drop(lease);
+
+    // Unmounted by hand: the next lease gets a view again, not the bare directory.
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!is_mount_point(&path));
+    let lease = manager.acquire(agent).unwrap();
+    assert!(is_mount_point(&path), "mounted again");
+    written_through(&store, agent, &lease, "second.txt");
+
+    // Its connection aborted while a lease is out (the kernel answers ENOTCONN there).
+    use std::os::unix::fs::MetadataExt;
+    let device = fs::metadata(&path).unwrap().dev();
+    let minor = libc::minor(device);
+    let abort = format!("/sys/fs/fuse/connections/{minor}/abort");
+    fs::write(&abort, b"1").unwrap_or_else(|e| {
+        panic!("writing {abort}: {e} (the FUSE control filesystem: run scripts/setup.sh as root)")
+    });
+    let error = fs::metadata(lease.path().join("second.txt")).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN), "{error}");
+    let again = manager.acquire(agent).unwrap();
+    assert!(is_mount_point(&path), "mounted again");
+    written_through(&store, agent, &again, "third.txt");
+    assert_eq!(mounts_under(&base).unwrap(), vec![path.clone()]);
+
+    drop((lease, again));
+    manager.unmount_idle().unwrap();
+    assert_eq!(manager.mounted(), [agent], "not idle for an hour yet");
+    manager.unmount_all().unwrap();
+    assert!(mounts_under(&base).unwrap().is_empty());
+}
