@@ -622,18 +622,24 @@ impl Store {
             let snapshot = tx.require_snapshot(agent, id_or_name)?;
             let live = Tree::live(tx, agent)?;
             // What is open now and not in the snapshot lives on without a name until it is
-            // closed, as after an unlink, its content still indexed.
+            // closed, as after an unlink, with its content and extended attributes.
             let mut held = Vec::new();
             for ino in open {
                 if let Some(row) = live.inode(ino)? {
                     let manifest = tx.manifest(row.content.as_ref())?;
-                    held.push((row, manifest));
+                    let mut xattrs = Vec::new();
+                    for name in live.xattr_names(ino)? {
+                        if let Some(value) = live.xattr(ino, &name)? {
+                            xattrs.push((name, value));
+                        }
+                    }
+                    held.push((row, manifest, xattrs));
                 }
             }
             tx.restore_snapshot(agent, live.generation(), &snapshot)?;
             let live = Tree::live(tx, agent)?;
             let mut revived = Vec::new();
-            for (row, manifest) in held {
+            for (row, manifest, xattrs) in held {
                 if live.inode(row.ino)?.is_some() {
                     // The snapshot has a version of it: the open handles see that one.
                     continue;
@@ -643,8 +649,12 @@ impl Store {
                     inline: Vec::new(),
                 };
                 tx.add_content(&content, self.inner.blobs.as_ref())?;
-                revived.push(row.ino);
+                let ino = row.ino;
                 live.revive_unnamed(row)?;
+                for (name, value) in xattrs {
+                    live.set_xattr(ino, &name, Some(&value))?;
+                }
+                revived.push(ino);
             }
             Ok(revived)
         })?;

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -370,6 +371,7 @@ fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
         .unwrap();
     open.write_all(&big).unwrap();
     open.sync_all().unwrap();
+    set_xattr(&m.path("open.bin"), "user.kept", b"yes", 0).unwrap();
     fs::write(m.path("closed.txt"), b"not open").unwrap();
 
     m.store.restore_snapshot(m.agent, "empty").unwrap();
@@ -384,6 +386,8 @@ fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
     let mut read = Vec::new();
     open.read_to_end(&mut read).unwrap();
     assert!(read == big, "the open file reads back what was written");
+    let fd_path = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
+    assert_eq!(get_xattr(&fd_path, "user.kept").unwrap(), b"yes");
     open.write_all(b"more").unwrap();
     open.sync_all().unwrap();
     assert_eq!(open.metadata().unwrap().len(), big.len() as u64 + 4);
