@@ -119,18 +119,28 @@ impl Mount {
     /// point is a mount of its own (not left bare by `umount -l`, not cut off by an aborted
     /// connection).
     pub fn is_served(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::MetadataExt;
         if self.is_finished() {
             return false;
         }
         let parent = self.mountpoint.parent().unwrap_or(Path::new("/"));
-        match (
+        let own_mount = match (
             std::fs::metadata(&self.mountpoint),
             std::fs::metadata(parent),
         ) {
             (Ok(point), Ok(parent)) => point.dev() != parent.dev(),
             _ => false,
-        }
+        };
+        // The kernel may answer that `stat` from its cache; `statfs` always asks the daemon,
+        // so a connection cut off fails it (ENOTCONN).
+        let Ok(path) = std::ffi::CString::new(self.mountpoint.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: a valid NUL-terminated path and a buffer of the right type.
+        let answered = unsafe { libc::statfs(path.as_ptr(), stats.as_mut_ptr()) } == 0;
+        own_mount && answered
     }
 
     /// Waits until the filesystem is unmounted from outside (`fusermount3 -u`).
