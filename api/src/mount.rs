@@ -18,6 +18,7 @@ use crate::cli::MountArgs;
 
 pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     clear_dead_mount(&args.mountpoint)?;
+    refuse_non_empty(&args.mountpoint)?;
     if let Some(url) = &args.url {
         return crate::remote_mount::run(&args, url);
     }
@@ -135,6 +136,22 @@ impl Signals {
             }
         })
     }
+}
+
+/// Refuses a mount point with files in it: mounted over, they would be hidden until the
+/// unmount. (A missing mount point or a file is refused where the mount point is used.)
+fn refuse_non_empty(mountpoint: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(mountpoint) else {
+        return Ok(());
+    };
+    if entries.next().is_some() {
+        bail!(
+            "{} is not empty: mount on an empty directory (what is in it would be hidden \
+             while mounted)",
+            mountpoint.display()
+        );
+    }
+    Ok(())
 }
 
 /// A mount whose process was killed leaves the mount point answering "transport endpoint

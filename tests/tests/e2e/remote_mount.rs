@@ -417,6 +417,17 @@ fn a_mount_from_a_server_refuses_a_bad_key_url_or_snapshot() {
         "{stderr}"
     );
 
+    // A mount point with files in it: mounted over, they would be hidden.
+    let mine = mountpoint.join("mine.txt");
+    fs::write(&mine, b"kept").expect("write into the mount point");
+    let stderr = refused(
+        mount_command(url, key, &mountpoint, &cache, &[]),
+        &mountpoint,
+    );
+    assert!(stderr.contains("not empty"), "{stderr}");
+    assert_eq!(fs::read(&mine).expect("the file is still there"), b"kept");
+    fs::remove_file(&mine).expect("empty the mount point again");
+
     let port = free_port();
     let unreachable = format!("http://127.0.0.1:{port}");
     let stderr = refused(
