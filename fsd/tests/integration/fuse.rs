@@ -410,6 +410,38 @@ fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
 }
 
 #[test]
+fn a_directory_open_across_a_restore_that_removes_it_goes_when_closed() {
+    let m = Mounted::new();
+    m.store.create_snapshot(m.agent, Some("empty")).unwrap();
+    fs::create_dir(m.path("listed")).unwrap();
+    for name in ["a", "b", "c"] {
+        fs::write(m.path(&format!("listed/{name}")), name).unwrap();
+    }
+    // Held open (as `ls` or a walker does) while the restore removes it.
+    let dir = File::open(m.path("listed")).unwrap();
+    m.store.restore_snapshot(m.agent, "empty").unwrap();
+    assert!(fs::metadata(m.path("listed")).is_err());
+    let fd_path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let meta = fs::metadata(&fd_path).expect("the open directory can still be asked about");
+    assert!(meta.is_dir());
+    let usage = m.store.agent_stats(m.agent).unwrap();
+    assert_eq!(usage.files, 0, "its files went with the restore: {usage:?}");
+
+    drop(dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let usage = m.store.agent_stats(m.agent).unwrap();
+        if usage.directories == 0 || std::time::Instant::now() > deadline {
+            break usage;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(usage.directories, 0, "{usage:?}");
+    let report = m.store.fsck().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
 fn the_sandbox_view_shows_system_names_that_are_not_stored() {
     let m = Mounted::with_view(
         VfsOptions {
