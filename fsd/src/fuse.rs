@@ -800,6 +800,32 @@ impl Filesystem for AgentFs {
         reply.ok();
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // The reply counts bytes in 32 bits: larger files are copied by the kernel.
+        let len = len.min(u64::from(u32::MAX));
+        match self
+            .vfs
+            .copy_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+        {
+            Ok(Some(copied)) => reply.written(copied as u32),
+            // Not a whole-file copy: the kernel copies the bytes (read and write) instead.
+            Ok(None) => reply.error(Errno::EOPNOTSUPP),
+            Err(error) => reply.error(errno(&error)),
+        }
+    }
+
     fn create(
         &self,
         _req: &Request,

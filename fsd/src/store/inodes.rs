@@ -348,6 +348,32 @@ impl Store {
         self.edit(agent, &locate, &format!("inode {ino}"), &edit, |_| {})
     }
 
+    /// Makes file `to` hold exactly the content of file `from`, as a whole-file copy does,
+    /// by sharing its chunks: nothing is read or stored again. Returns `to`'s attributes.
+    pub fn share_content_ino(&self, agent: AgentId, from: u64, to: u64) -> Result<Attr> {
+        self.change(agent, |tree| {
+            let file = |ino: u64| -> Result<InodeRow> {
+                let row = tree
+                    .inode(ino)?
+                    .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+                if row.kind != FileType::File {
+                    return Err(Error::InvalidArgument(format!("inode {ino} is not a file")));
+                }
+                Ok(row)
+            };
+            let source = file(from)?;
+            file(to)?;
+            let now = tree.tx.now;
+            let row = tree.modify(to, |r| {
+                r.content = source.content;
+                r.size = source.size;
+                r.mtime = now;
+                r.ctime = now;
+            })?;
+            Ok(row.attr())
+        })
+    }
+
     /// The value of extended attribute `name` of inode `ino`.
     pub fn get_xattr(&self, agent: AgentId, view: &View, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         self.read_tree(agent, view, |tree| {

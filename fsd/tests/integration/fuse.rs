@@ -442,6 +442,136 @@ fn a_directory_open_across_a_restore_that_removes_it_goes_when_closed() {
 }
 
 #[test]
+fn only_a_whole_file_copy_is_made_by_sharing_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("data"), StoreOptions::default()).unwrap();
+    let agent = store.create_agent("a").unwrap().id;
+    let vfs = Vfs::new(store.clone(), agent, VfsOptions::default());
+    let content = vec![5u8; 70_000];
+    let put = |p: &str, bytes: &[u8]| {
+        let p = FsPath::parse(p).unwrap();
+        store
+            .write_file(agent, &p, &mut &bytes[..], &WriteOptions::default())
+            .unwrap()
+            .ino
+    };
+    let (source, empty, longer) = (put("/s", &content), put("/e", b""), put("/l", &[1; 80_000]));
+    let open = |ino| vfs.open(ino, true).unwrap();
+    let (s, e, l) = (open(source), open(empty), open(longer));
+    // Partial copies, and a whole file over a longer one, are left to the kernel.
+    assert_eq!(vfs.copy_range(s, 10, e, 0, 100).unwrap(), None);
+    assert_eq!(vfs.copy_range(s, 0, e, 5, 70_000).unwrap(), None);
+    assert_eq!(vfs.copy_range(s, 0, e, 0, 69_999).unwrap(), None);
+    assert_eq!(vfs.copy_range(s, 0, l, 0, 70_000).unwrap(), None);
+    assert_eq!(
+        vfs.copy_range(s, 70_000, e, 0, 10).unwrap(),
+        Some(0),
+        "at the end"
+    );
+    // The whole file onto an empty one: shared at once.
+    assert_eq!(vfs.copy_range(s, 0, e, 0, u64::MAX).unwrap(), Some(70_000));
+    assert_eq!(
+        vfs.getattr(empty).unwrap().hash,
+        vfs.getattr(source).unwrap().hash
+    );
+    assert_eq!(vfs.getattr(empty).unwrap().size, 70_000);
+}
+
+/// `copy_file_range(2)` of `len` bytes between two open files at explicit offsets.
+fn copy_range(from: &File, offset_in: i64, to: &File, offset_out: i64, len: usize) -> usize {
+    let (mut offset_in, mut offset_out) = (offset_in, offset_out);
+    // SAFETY: two open descriptors and offsets that outlive the call.
+    let copied = unsafe {
+        libc::copy_file_range(
+            from.as_raw_fd(),
+            &mut offset_in,
+            to.as_raw_fd(),
+            &mut offset_out,
+            len,
+            0,
+        )
+    };
+    assert!(
+        copied >= 0,
+        "copy_file_range: {}",
+        std::io::Error::last_os_error()
+    );
+    copied as usize
+}
+
+#[test]
+fn a_whole_file_copy_shares_the_content_and_other_copies_copy_bytes() {
+    let m = Mounted::new();
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(m.path("original.bin"), &content).unwrap();
+    let stored_before = m.store.agent_stats(m.agent).unwrap().stored_bytes;
+
+    // What `cp` does: the whole file onto a new, empty one.
+    let from = File::open(m.path("original.bin")).unwrap();
+    let to = File::create(m.path("copy.bin")).unwrap();
+    assert_eq!(copy_range(&from, 0, &to, 0, usize::MAX >> 1), content.len());
+    assert_eq!(
+        copy_range(&from, content.len() as i64, &to, content.len() as i64, 4096),
+        0
+    );
+    drop(to);
+    assert!(fs::read(m.path("copy.bin")).unwrap() == content);
+    let stat = |p: &str| {
+        let p = FsPath::parse(p).unwrap();
+        m.store.stat(m.agent, &p, &View::Live).unwrap()
+    };
+    assert_eq!(
+        stat("/copy.bin").hash,
+        stat("/original.bin").hash,
+        "the chunks are shared"
+    );
+    let usage = m.store.agent_stats(m.agent).unwrap();
+    assert_eq!(usage.stored_bytes, stored_before, "nothing stored twice");
+    assert_eq!(usage.logical_bytes, 2 * content.len() as u64);
+
+    // Part of a file, and a whole file over a longer one: the bytes are copied.
+    let part = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(m.path("part.bin"))
+        .unwrap();
+    part.set_len(100).unwrap();
+    assert_eq!(copy_range(&from, 1_000, &part, 10, 50), 50);
+    drop(part);
+    let mut expected = vec![0u8; 100];
+    expected[10..60].copy_from_slice(&content[1_000..1_050]);
+    assert_eq!(fs::read(m.path("part.bin")).unwrap(), expected);
+
+    fs::write(m.path("longer.bin"), vec![9u8; content.len() + 10]).unwrap();
+    let longer = OpenOptions::new()
+        .write(true)
+        .open(m.path("longer.bin"))
+        .unwrap();
+    let mut copied = 0;
+    while copied < content.len() {
+        let offset = copied as i64;
+        copied += copy_range(&from, offset, &longer, offset, content.len() - copied);
+    }
+    drop(longer);
+    let mut expected = content.clone();
+    expected.extend_from_slice(&[9u8; 10]);
+    assert!(fs::read(m.path("longer.bin")).unwrap() == expected);
+
+    // And `cp` itself, which copies with copy_file_range.
+    let status = std::process::Command::new("cp")
+        .arg(m.path("original.bin"))
+        .arg(m.path("by-cp.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(fs::read(m.path("by-cp.bin")).unwrap() == content);
+    assert_eq!(stat("/by-cp.bin").hash, stat("/original.bin").hash);
+    let report = m.store.fsck().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
 fn the_sandbox_view_shows_system_names_that_are_not_stored() {
     let m = Mounted::with_view(
         VfsOptions {
