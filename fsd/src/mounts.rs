@@ -89,7 +89,15 @@ impl MountManager {
         let mut mounts = self.lock();
         let mut leases = 1;
         if let Some(managed) = mounts.get_mut(&agent) {
-            if managed.mount.is_served() {
+            // Asking the daemon (`is_served`) waits for a free serving thread, with every
+            // agent's acquire waiting on this lock: only a view nothing uses is asked. One in
+            // use is trusted unless its threads have ended; if it is dead, its runs fail and
+            // give their leases back, and the next acquire mounts it again.
+            let served = match managed.leases {
+                0 => managed.mount.is_served(),
+                _ => !managed.mount.is_finished(),
+            };
+            if served {
                 managed.leases += 1;
                 return Ok(MountLease {
                     manager: self.clone(),
