@@ -106,8 +106,8 @@ impl MountManager {
                 });
             }
             // Unmounted or cut off from outside (`fusermount3 -u`, an aborted connection): a
-            // sandbox given the bare directory would write into the data directory instead
-            // of the agent's tree. It is mounted again; the leases still out carry over.
+            // sandbox given the bare directory would see an empty tree, and nothing it wrote
+            // would reach the agent's. It is mounted again; the leases still out carry over.
             tracing::warn!(agent, path = %path.display(), "a sandbox view was unmounted from outside; mounting it again");
             if let Some(dead) = mounts.remove(&agent) {
                 leases += dead.leases;
