@@ -1,9 +1,9 @@
 //! `agentbox mount`: one agent's tree from a data directory, mounted with FUSE for local
 //! inspection, until Ctrl-C or SIGTERM (then unmounted cleanly) or until it is unmounted
-//! from outside (`fusermount3 -u`, `umount`), when the process ends too. The mount holds the data
-//! directory's lock, so it refuses to start while a server uses the directory (and a
-//! server refuses to start while it is mounted). With `--url`, the tree comes from a running
-//! server instead, read-only (see `remote_mount`).
+//! from outside (`fusermount3 -u`, `umount`), when the process ends too. The mount holds
+//! the data directory's lock, so it refuses to start while a server uses the directory
+//! (and a server refuses to start while it is mounted). With `--url`, the tree comes from
+//! a running server instead, read-only (see `remote_mount`).
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -17,10 +17,11 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use super::inodes::regular_file;
 use crate::chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, Manifest, WHOLE_FILE_MAX};
 use crate::index::{NewContent, Tree};
 use crate::store::Store;
-use crate::{AgentId, Attr, Error, FileType, Hash, Result};
+use crate::{AgentId, Attr, Error, Hash, Result};
 
 /// Bytes kept after the last cut before looking for more cuts: many chunks' worth, so
 /// each byte is scanned about once.
@@ -321,12 +322,7 @@ impl Store {
         let size = content.manifest.size;
         let base = appender.base;
         let done = self.change(agent, |tree: &Tree<'_>| {
-            let row = tree
-                .inode(ino)?
-                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
-            if row.kind != FileType::File {
-                return Err(Error::InvalidArgument(format!("inode {ino} is not a file")));
-            }
+            let row = regular_file(tree, ino)?;
             if row.content != base || row.size > size {
                 return Ok(None);
             }

@@ -67,6 +67,17 @@ fn check_new_name(parent: u64, name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Inode `ino`, which must be a regular file.
+pub(super) fn regular_file(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
+    let row = tree
+        .inode(ino)?
+        .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+    if row.kind != FileType::File {
+        return Err(Error::InvalidArgument(format!("inode {ino} is not a file")));
+    }
+    Ok(row)
+}
+
 fn directory(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
     let row = tree
         .inode(ino)?
@@ -352,17 +363,8 @@ impl Store {
     /// by sharing its chunks: nothing is read or stored again. Returns `to`'s attributes.
     pub fn share_content_ino(&self, agent: AgentId, from: u64, to: u64) -> Result<Attr> {
         self.change(agent, |tree| {
-            let file = |ino: u64| -> Result<InodeRow> {
-                let row = tree
-                    .inode(ino)?
-                    .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
-                if row.kind != FileType::File {
-                    return Err(Error::InvalidArgument(format!("inode {ino} is not a file")));
-                }
-                Ok(row)
-            };
-            let source = file(from)?;
-            file(to)?;
+            let source = regular_file(tree, from)?;
+            regular_file(tree, to)?;
             let now = tree.tx.now;
             let row = tree.modify(to, |r| {
                 r.content = source.content;

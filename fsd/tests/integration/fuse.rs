@@ -356,6 +356,19 @@ fn changes_made_elsewhere_show_in_the_mount_at_once() {
     );
 }
 
+/// The agent's usage once `done` says so, or after 10 s: the kernel sends a release after
+/// close returns, so what a close frees is freed a moment later.
+fn usage_once(m: &Mounted, done: impl Fn(&fsd::AgentStats) -> bool) -> fsd::AgentStats {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let usage = m.store.agent_stats(m.agent).unwrap();
+        if done(&usage) || std::time::Instant::now() > deadline {
+            return usage;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
     let m = Mounted::new();
@@ -394,16 +407,8 @@ fn a_file_open_across_a_restore_that_removes_it_lives_on_until_closed() {
     let usage = m.store.agent_stats(m.agent).unwrap();
     assert_eq!(usage.files, 1, "the open file counts until it is closed");
 
-    // The kernel sends the release after close returns: it may take a moment.
     drop(open);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let usage = loop {
-        let usage = m.store.agent_stats(m.agent).unwrap();
-        if usage.files == 0 || std::time::Instant::now() > deadline {
-            break usage;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let usage = usage_once(&m, |usage| usage.files == 0);
     assert_eq!((usage.files, usage.logical_bytes), (0, 0), "{usage:?}");
     let report = m.store.fsck().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -428,14 +433,7 @@ fn a_directory_open_across_a_restore_that_removes_it_goes_when_closed() {
     assert_eq!(usage.files, 0, "its files went with the restore: {usage:?}");
 
     drop(dir);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let usage = loop {
-        let usage = m.store.agent_stats(m.agent).unwrap();
-        if usage.directories == 0 || std::time::Instant::now() > deadline {
-            break usage;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let usage = usage_once(&m, |usage| usage.directories == 0);
     assert_eq!(usage.directories, 0, "{usage:?}");
     let report = m.store.fsck().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);

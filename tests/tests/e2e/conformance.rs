@@ -153,6 +153,20 @@ fn bootstrap_data_dir(data_dir: &Path, log: &Path) {
     panic!("agentbox serve could not find a free port in three tries");
 }
 
+/// A new temporary directory and its canonical path (mount points are compared with the
+/// mount table as given, so without symlinks).
+fn work_dir(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create a temporary directory");
+    let base = work
+        .path()
+        .canonicalize()
+        .expect("canonicalize the temporary directory");
+    (work, base)
+}
+
 /// `agentbox mount MOUNTPOINT --data-dir DATA_DIR`, with nothing from the environment.
 fn mount_command(data_dir: &Path, mountpoint: &Path) -> Command {
     let mut command = Command::new(agentbox_bin());
@@ -189,17 +203,10 @@ fn run_pjdfstest(dir: &Path, secondary: &Path) -> Output {
 fn pjdfstest_passes_on_an_agent_mount() {
     require_system_components();
 
-    let work = tempfile::Builder::new()
-        .prefix("agentbox-pjdfstest-")
-        .tempdir()
-        .expect("create a temporary directory");
+    let (_work, base) = work_dir("agentbox-pjdfstest-");
     // pjdfstest switches to the users nobody and tests, who must reach the mount.
-    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755))
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755))
         .expect("open the temporary directory to other users");
-    let base = work
-        .path()
-        .canonicalize()
-        .expect("canonicalize the temporary directory");
     let data_dir = base.join("data");
     let mountpoint = base.join("mnt");
     let secondary = base.join("secondary");
@@ -261,14 +268,7 @@ fn pjdfstest_passes_on_an_agent_mount() {
 #[test]
 fn a_mount_unmounted_from_outside_exits_and_frees_the_data_directory() {
     require_fuse();
-    let work = tempfile::Builder::new()
-        .prefix("agentbox-unmounted-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let base = work
-        .path()
-        .canonicalize()
-        .expect("canonicalize the temporary directory");
+    let (_work, base) = work_dir("agentbox-unmounted-");
     let data_dir = base.join("data");
     let mountpoint = base.join("mnt");
     fs::create_dir(&mountpoint).expect("create the mount point");
