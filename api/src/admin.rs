@@ -24,6 +24,7 @@ fn open(data: &DataDirArg, sweep_grace: Duration) -> anyhow::Result<Store> {
         StoreOptions {
             durable: true,
             sweep_grace,
+            batch_window: None,
         },
     )
     .with_context(|| format!("opening {}", data.data_dir.display()))

@@ -35,7 +35,11 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     if !args.mountpoint.is_dir() {
         bail!("{} is not a directory", args.mountpoint.display());
     }
-    let store = Store::open(data_dir, StoreOptions::default())
+    let options = StoreOptions {
+        batch_window: Some(fsd::BATCH_WINDOW),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(data_dir, options)
         .with_context(|| format!("opening {}", data_dir.display()))?;
     let agent = store
         .agent(&args.agent)?
@@ -48,7 +52,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         None => View::Live,
     };
     let vfs = Vfs::new(
-        store,
+        store.clone(),
         agent.id,
         VfsOptions {
             read_only: args.read_only,
@@ -82,10 +86,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         // Unmounted from outside: nothing is left to serve, and the data directory's lock
         // goes with this process.
         mount.join().context("serving the mount")?;
+        // The last batch of changes, so the index alone has everything.
+        store.sync().context("committing the last changes")?;
         eprintln!("{} was unmounted", args.mountpoint.display());
         return Ok(ExitCode::SUCCESS);
     }
     mount.unmount()?;
+    store.sync().context("committing the last changes")?;
     eprintln!("unmounted {}", args.mountpoint.display());
     Ok(ExitCode::SUCCESS)
 }

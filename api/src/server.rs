@@ -124,6 +124,7 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let options = fsd::StoreOptions {
         durable: !args.no_fsync,
         sweep_grace: Duration::from_secs(args.sweep_grace_seconds),
+        batch_window: Some(fsd::BATCH_WINDOW),
     };
     let store = fsd::Store::open(data_dir, options)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
@@ -178,6 +179,8 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         drop(watchman);
         startup::remove_cgroup_trees(&args);
+        // The last batch of the mounts' changes, so the index alone has everything.
+        store.sync().context("committing the last changes")?;
         served?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)

@@ -9,6 +9,15 @@
 //! process) and, when the store is durable, every write returns only after an fsync of
 //! the write-ahead log covering its commit; concurrent writers share those fsyncs.
 //!
+//! Batches: in the process that holds the data directory (the server, a local mount), the
+//! small changes a mount makes by the thousand (a file created, a small file's content
+//! committed) do not commit one by one. Each runs in a savepoint of one open transaction,
+//! the batch, and is acknowledged once its record is in the intent log (`index/intents.rs`):
+//! a killed process loses no acknowledged change, since the next open applies the log
+//! again. The batch commits a short while after it opened ([`BATCH_WINDOW`]), before any other write, on
+//! [`Index::sync`], and when the index closes. While it is open, reads run on the writer
+//! connection, so everything in the process sees the batch's changes at once.
+//!
 //! Versioning: every row of `inodes` and `dentries` carries `[gen_from, gen_to)`, the
 //! generations in which it exists; live rows have `gen_to = LIVE`. An agent's `gen` is its
 //! current generation. Taking a snapshot records that number and increments it, so rows
@@ -19,20 +28,22 @@
 
 mod agents;
 mod content;
+mod intents;
 mod schema;
 mod snapshots;
 mod tree;
 mod xattrs;
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::watch::{Change, Watchers};
 use crate::{AgentId, Error, Result};
+use intents::IntentLog;
 
 pub(crate) use content::NewContent;
 pub(crate) use schema::LIVE;
@@ -48,8 +59,21 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// How long a batch usually stays open at most (see [`crate::StoreOptions`]).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
+/// A batch with this many changes commits at once.
+const BATCH_MAX: usize = 4096;
+
+/// Applies one intent-log record to a transaction: how the store replays a batch.
+pub(crate) type Replay = Box<dyn Fn(&Tx<'_>, &[u8]) -> Result<()> + Send + Sync>;
+
 pub(crate) struct Index {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// A batch is open on the writer connection: reads go there to see it.
+    batch_open: AtomicBool,
+    /// Wakes the thread that commits batches.
+    committer: Arc<Committer>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
     durable: bool,
@@ -58,6 +82,36 @@ pub(crate) struct Index {
     /// How many of them are known to be on stable storage.
     synced: Mutex<u64>,
     pub watchers: Watchers,
+}
+
+struct Writer {
+    conn: Connection,
+    /// The intent log and how to apply its records, where this process batches.
+    intents: Option<(IntentLog, Replay)>,
+    batch: Option<Batch>,
+}
+
+/// The open batch.
+struct Batch {
+    opened: Instant,
+    /// Its records, to apply again should its commit fail.
+    records: Vec<Vec<u8>>,
+}
+
+/// What the committing thread waits on.
+#[derive(Default)]
+pub(crate) struct Committer {
+    state: Mutex<CommitterState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct CommitterState {
+    /// How long a batch stays open.
+    window: Duration,
+    /// When the open batch opened, if one is open.
+    batch_opened: Option<Instant>,
+    closed: bool,
 }
 
 /// A transaction, read-only or read-write, with the time it started.
@@ -71,9 +125,13 @@ pub(crate) struct Tx<'c> {
 
 impl Tx<'_> {
     fn new(conn: &Connection) -> Tx<'_> {
+        Tx::at(conn, now_ns())
+    }
+
+    fn at(conn: &Connection, now: i64) -> Tx<'_> {
         Tx {
             conn,
-            now: now_ns(),
+            now,
             changes: Default::default(),
         }
     }
@@ -86,10 +144,16 @@ impl Tx<'_> {
 
 impl Index {
     pub fn open(path: &Path, durable: bool) -> Result<Index> {
-        let writer = open_connection(path)?;
-        migrate(&writer)?;
+        let conn = open_connection(path)?;
+        migrate(&conn)?;
         Ok(Index {
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                conn,
+                intents: None,
+                batch: None,
+            }),
+            batch_open: AtomicBool::new(false),
+            committer: Arc::default(),
             readers: Mutex::new(Vec::new()),
             path: path.to_owned(),
             durable,
@@ -99,15 +163,139 @@ impl Index {
         })
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Turns batching on (see the module documentation): opens the intent log at `path`
+    /// and applies, with `replay`, the records it holds beyond the index, those of a batch
+    /// that never committed. Returns how many it applied. Only the process that holds the
+    /// data directory may do this. A record that no longer applies (possible only after a
+    /// power loss, when records acknowledged before the last sync can be missing before
+    /// it) ends the replay: it and the records after it are dropped, with a warning.
+    pub fn start_batching(&self, path: &Path, replay: Replay, window: Duration) -> Result<usize> {
+        self.committer.lock().window = window;
+        let mut writer = self.lock_writer();
+        let applied: i64 = writer
+            .conn
+            .query_row("SELECT applied FROM intent_log", [], |row| row.get(0))?;
+        let (mut log, pending) = IntentLog::open(path, applied as u64)?;
+        let mut replayed = 0;
+        if let Some((last, _)) = pending.last() {
+            let tx = writer
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (seq, record) in &pending {
+                tx.execute_batch("SAVEPOINT replayed")?;
+                match apply_record(&tx, &replay, record) {
+                    Ok(()) => {
+                        tx.execute_batch("RELEASE replayed")?;
+                        replayed += 1;
+                    }
+                    Err(error) => {
+                        tx.execute_batch("ROLLBACK TO replayed; RELEASE replayed")?;
+                        tracing::warn!(
+                            %error,
+                            log = %path.display(),
+                            dropped = pending.len() - replayed,
+                            "intent log record {seq} no longer applies; it and the records \
+                             after it are dropped"
+                        );
+                        break;
+                    }
+                }
+            }
+            tx.execute("UPDATE intent_log SET applied = ?1", [*last as i64])?;
+            tx.commit()?;
+            self.commits.fetch_add(1, Ordering::SeqCst);
+        }
+        log.clear()?;
+        writer.intents = Some((log, replay));
+        Ok(replayed)
+    }
+
+    /// What the thread that commits batches waits on.
+    pub fn committer(&self) -> Arc<Committer> {
+        self.committer.clone()
+    }
+
+    /// Commits the open batch if it is due (the committing thread's work).
+    pub fn commit_due_batch(&self) {
+        let mut writer = self.lock_writer();
+        let due = writer
+            .batch
+            .as_ref()
+            .is_some_and(|batch| batch.opened.elapsed() >= self.committer.lock().window);
+        if due && let Err(error) = self.commit_batch(&mut writer) {
+            tracing::warn!(%error, "committing a batch failed; will retry");
+            self.committer.opened(Instant::now());
+        }
+    }
+
+    /// Commits the open batch, if any. Should the commit fail, the batch stays open with
+    /// every change in it (applied again from its records if SQLite rolled it back).
+    fn commit_batch(&self, writer: &mut Writer) -> Result<()> {
+        let Writer {
+            conn,
+            intents,
+            batch,
+        } = writer;
+        let Some(open) = batch.take() else {
+            return Ok(());
+        };
+        let Some((log, replay)) = intents.as_mut() else {
+            return Err(Error::Corrupt(
+                "a batch is open without an intent log".into(),
+            ));
+        };
+        let committed = conn
+            .execute(
+                "UPDATE intent_log SET applied = ?1",
+                [log.last_seq() as i64],
+            )
+            .and_then(|_| conn.execute_batch("COMMIT"));
+        if let Err(error) = committed {
+            if conn.is_autocommit() {
+                let reopened = conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(Error::from)
+                    .and_then(|()| {
+                        open.records
+                            .iter()
+                            .try_for_each(|record| apply_record(conn, replay, record))
+                    });
+                if let Err(again) = reopened {
+                    // The process can no longer show what it acknowledged; the intent log
+                    // still holds it, for the next start.
+                    panic!(
+                        "agentbox: a batch could not be committed ({error}) nor applied again \
+                         ({again}); its changes are in the intent log and the next start applies them"
+                    );
+                }
+            }
+            *batch = Some(open);
+            return Err(error.into());
+        }
+        self.batch_open.store(false, Ordering::SeqCst);
+        self.committer.closed();
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        // Records left behind are at or below `applied`, skipped when the log is read.
+        let _ = log.clear();
+        Ok(())
+    }
+
     /// Runs `f` in one write transaction; commits if it returns `Ok`, rolls back otherwise.
-    /// With durability on, returns only once the commit is on stable storage.
+    /// With durability on, returns only once the commit is on stable storage. An open batch
+    /// commits first.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let (value, commit, changes) = {
-            let mut conn = self
-                .writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut writer = self.lock_writer();
+            self.commit_batch(&mut writer)?;
+            let tx = writer
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let handle = Tx::new(&tx);
             let value = f(&handle)?;
             let changes = handle.changes.take();
@@ -122,6 +310,64 @@ impl Index {
         if self.durable && !sync_deferred() {
             self.sync_through(commit)?;
         }
+        self.announce(changes);
+        Ok(value)
+    }
+
+    /// [`Index::write`] for a change a mount makes often: when its commit may be deferred
+    /// ([`with_sync_deferred`]) and batching is on, it joins the open batch and is
+    /// acknowledged once `record` (from which `replay` redoes it, at the same time) is in
+    /// the intent log.
+    pub fn write_logged<T>(
+        &self,
+        record: &[u8],
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut writer = self.lock_writer();
+        if !sync_deferred() || writer.intents.is_none() {
+            drop(writer);
+            return self.write(f);
+        }
+        if writer.batch.is_none() {
+            writer.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let opened = Instant::now();
+            writer.batch = Some(Batch {
+                opened,
+                records: Vec::new(),
+            });
+            self.batch_open.store(true, Ordering::SeqCst);
+            self.committer.opened(opened);
+        }
+        let now = now_ns();
+        writer
+            .conn
+            .prepare_cached("SAVEPOINT change")?
+            .execute([])?;
+        let handle = Tx::at(&writer.conn, now);
+        let result = in_writer(|| f(&handle));
+        let changes = handle.changes.take();
+        drop(handle);
+        let framed = [&now.to_le_bytes()[..], record].concat();
+        let result = result.and_then(|value| {
+            let (log, _) = writer.intents.as_mut().expect("checked above");
+            log.append(&framed).map(|_| value)
+        });
+        let value = match result {
+            Ok(value) => value,
+            Err(error) => {
+                writer
+                    .conn
+                    .execute_batch("ROLLBACK TO change; RELEASE change")?;
+                return Err(error);
+            }
+        };
+        writer.conn.prepare_cached("RELEASE change")?.execute([])?;
+        let batch = writer.batch.as_mut().expect("opened above");
+        batch.records.push(framed);
+        if batch.records.len() >= BATCH_MAX {
+            self.commit_batch(&mut writer)?;
+        }
+        drop(writer);
         self.announce(changes);
         Ok(value)
     }
@@ -142,6 +388,7 @@ impl Index {
 
     /// Makes every commit so far durable (a mount's fsync after deferred commits).
     pub fn sync(&self) -> Result<()> {
+        self.commit_batch(&mut self.lock_writer())?;
         if self.durable {
             self.sync_through(self.commits.load(Ordering::SeqCst))?;
         }
@@ -168,7 +415,19 @@ impl Index {
     }
 
     /// Runs `f` in one read transaction: every query in it sees the same state.
+    /// While a batch is open, runs on the writer connection, to see it.
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let nested = IN_WRITER.with(std::cell::Cell::get);
+        debug_assert!(
+            !(nested && self.batch_open.load(Ordering::SeqCst)),
+            "a read nested in a batched change would not see the batch"
+        );
+        if self.batch_open.load(Ordering::SeqCst) && !nested {
+            let writer = self.lock_writer();
+            if writer.batch.is_some() {
+                return in_writer(|| f(&Tx::new(&writer.conn)));
+            }
+        }
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -186,6 +445,84 @@ impl Index {
         }
         result
     }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        {
+            let mut state = self
+                .committer
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            state.closed = true;
+        }
+        self.committer.wake.notify_all();
+        // On failure the intent log keeps the batch for the next start.
+        let _ = self.commit_batch(&mut self.lock_writer());
+    }
+}
+
+impl Committer {
+    fn lock(&self) -> MutexGuard<'_, CommitterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn opened(&self, at: Instant) {
+        self.lock().batch_opened = Some(at);
+        self.wake.notify_all();
+    }
+
+    fn closed(&self) {
+        self.lock().batch_opened = None;
+    }
+
+    /// Waits until the open batch is due to commit; `false` once the index is closed.
+    pub fn wait_until_due(&self) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return false;
+            }
+            state = match state.batch_opened {
+                None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(opened) => {
+                    let due = opened + state.window;
+                    let now = Instant::now();
+                    if now >= due {
+                        return true;
+                    }
+                    self.wake
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Applies one framed intent-log record (its time, then what the store wrote).
+fn apply_record(conn: &Connection, replay: &Replay, record: &[u8]) -> Result<()> {
+    let Some((now, rest)) = record.split_first_chunk::<8>() else {
+        return Err(Error::Corrupt(
+            "an intent log record without its time".into(),
+        ));
+    };
+    replay(&Tx::at(conn, i64::from_le_bytes(*now)), rest)
+}
+
+thread_local! {
+    /// This thread holds the writer connection (inside a batched change or a read on it):
+    /// a nested read must use a reader connection.
+    static IN_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn in_writer<T>(f: impl FnOnce() -> T) -> T {
+    let previous = IN_WRITER.with(|flag| flag.replace(true));
+    let value = f();
+    IN_WRITER.with(|flag| flag.set(previous));
+    value
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -213,6 +550,12 @@ fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
+    // Up to date (the usual case): no write lock, which another process's open batch may
+    // hold for a moment.
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == schema::MIGRATIONS.len() as i64 {
+        return Ok(());
+    }
     // IMMEDIATE so two processes opening a new data directory do not both migrate it.
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| -> Result<()> {

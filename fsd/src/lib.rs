@@ -33,6 +33,7 @@ pub mod watch;
 pub use chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, WHOLE_FILE_MAX};
 pub use error::{Error, Result};
 pub use fsck::FsckReport;
+pub use index::BATCH_WINDOW;
 pub use path::{FsPath, MAX_NAME_LEN, RESERVED_NAMES, validate_name};
 pub use reader::FileReader;
 pub use store::{FsUsage, NewNode, Store, StoreOptions, XattrMode};

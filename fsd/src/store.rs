@@ -11,6 +11,7 @@
 
 mod appender;
 mod inodes;
+mod logged;
 
 pub(crate) use appender::Appender;
 pub use inodes::{FsUsage, NewNode, XattrMode};
@@ -40,6 +41,12 @@ pub struct StoreOptions {
     pub durable: bool,
     /// How long an unreferenced blob is kept before the sweep may remove it.
     pub sweep_grace: Duration,
+    /// Commit the small changes mounts make (files created, small files written) in
+    /// batches open at most this long ([`crate::BATCH_WINDOW`] is the usual), recorded in
+    /// the intent log `index.intents` until they commit (see [`crate::index`]), and apply
+    /// what a killed process left there. Only for the one process that holds the data
+    /// directory: the server or a local mount.
+    pub batch_window: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +54,7 @@ impl Default for StoreOptions {
         StoreOptions {
             durable: true,
             sweep_grace: Duration::from_secs(3600),
+            batch_window: None,
         }
     }
 }
@@ -86,7 +94,8 @@ impl Store {
         let blobs = LocalBlobs::open(&dir.join("blobs"), &dir.join("tmp"))?;
         blobs.clean_partial_writes()?;
         let index = Index::open(&dir.join("index.db"), options.durable)?;
-        Ok(Store {
+        let batch_window = options.batch_window;
+        let store = Store {
             inner: Arc::new(Inner {
                 pins: Default::default(),
                 held: Default::default(),
@@ -95,7 +104,42 @@ impl Store {
                 blobs: Box::new(blobs),
                 options,
             }),
-        })
+        };
+        if let Some(window) = batch_window {
+            store.start_batching(window)?;
+        }
+        Ok(store)
+    }
+
+    /// Applies what the intent log holds and starts the thread that commits batches.
+    fn start_batching(&self, window: Duration) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let replay: crate::index::Replay = Box::new(move |tx, record| match weak.upgrade() {
+            Some(inner) => Store { inner }.replay(tx, record),
+            None => Err(Error::Corrupt("the store is closed".into())),
+        });
+        let path = self.inner.dir.join("index.intents");
+        let replayed = self.index().start_batching(&path, replay, window)?;
+        if replayed > 0 {
+            tracing::info!(
+                log = %path.display(),
+                "applied {replayed} changes a stopped process left in the intent log"
+            );
+        }
+        let committer = self.index().committer();
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("agentbox-batch".into())
+            .spawn(move || {
+                while committer.wait_until_due() {
+                    match weak.upgrade() {
+                        Some(inner) => inner.index.commit_due_batch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(Error::io("starting the batch-committing thread"))?;
+        Ok(())
     }
 
     /// The data directory this store lives in.
@@ -304,17 +348,58 @@ impl Store {
         f: impl FnOnce(&Tree<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut orphaned = Vec::new();
-        let value = self.index().write(|tx| {
-            let before = tx.usage(agent)?;
-            let tree = Tree::live(tx, agent)?.with_pins(self.pinned(agent));
-            let value = f(&tree)?;
-            tx.check_quota(agent, before)?;
-            orphaned = tree.orphaned();
-            Ok(value)
-        })?;
+        let value = self
+            .index()
+            .write(|tx| self.change_tree(tx, agent, &mut orphaned, f))?;
         for ino in orphaned {
             self.orphaned(agent, ino)?;
         }
+        Ok(value)
+    }
+
+    /// [`Store::change`] for a change with an intent-log record (see `store/logged.rs`),
+    /// which may join the open batch.
+    fn change_logged<T>(
+        &self,
+        agent: AgentId,
+        record: &[u8],
+        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut orphaned = Vec::new();
+        let value = self
+            .index()
+            .write_logged(record, |tx| self.change_tree(tx, agent, &mut orphaned, f))?;
+        for ino in orphaned {
+            self.orphaned(agent, ino)?;
+        }
+        Ok(value)
+    }
+
+    /// [`Store::change`] in a transaction already open (a replayed record, which never
+    /// leaves an inode without a name).
+    fn change_in<T>(
+        &self,
+        tx: &Tx<'_>,
+        agent: AgentId,
+        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.change_tree(tx, agent, &mut Vec::new(), f)
+    }
+
+    /// Runs `f` on `agent`'s live tree in `tx`, checks the quota, and collects the inodes
+    /// the change left open without a name in `orphaned`.
+    fn change_tree<T>(
+        &self,
+        tx: &Tx<'_>,
+        agent: AgentId,
+        orphaned: &mut Vec<u64>,
+        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let before = tx.usage(agent)?;
+        let tree = Tree::live(tx, agent)?.with_pins(self.pinned(agent));
+        let value = f(&tree)?;
+        tx.check_quota(agent, before)?;
+        *orphaned = tree.orphaned();
         Ok(value)
     }
 

@@ -15,6 +15,7 @@ fn test_state(dir: &std::path::Path) -> AppState {
         dir,
         fsd::StoreOptions {
             durable: false,
+            batch_window: Some(fsd::BATCH_WINDOW),
             ..Default::default()
         },
     )

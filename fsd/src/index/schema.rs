@@ -149,4 +149,12 @@ CREATE TABLE compute_usage (
     browser_ms INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 "#,
+    // 4: how far the intent log (index/intents.rs) is applied.
+    r#"
+CREATE TABLE intent_log (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    applied INTEGER NOT NULL
+) STRICT;
+INSERT INTO intent_log VALUES (0, 0);
+"#,
 ];

@@ -17,9 +17,8 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use super::inodes::regular_file;
 use crate::chunker::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX, Manifest, WHOLE_FILE_MAX};
-use crate::index::{NewContent, Tree};
+use crate::index::NewContent;
 use crate::store::Store;
 use crate::{AgentId, Attr, Error, Hash, Result};
 
@@ -319,23 +318,7 @@ impl Store {
         }
         chunks.unsynced = false;
         let ino = appender.ino;
-        let size = content.manifest.size;
-        let base = appender.base;
-        let done = self.change(agent, |tree: &Tree<'_>| {
-            let row = regular_file(tree, ino)?;
-            if row.content != base || row.size > size {
-                return Ok(None);
-            }
-            let hash = tree.tx.add_content(&content, blobs.as_ref())?;
-            let now = tree.tx.now;
-            let row = tree.modify(ino, |r| {
-                r.content = hash;
-                r.size = size;
-                r.mtime = now;
-                r.ctime = now;
-            })?;
-            Ok(Some(row.attr()))
-        })?;
+        let done = self.replace_content_logged(agent, ino, appender.base, &content)?;
         let Some(attr) = done else {
             // A piece at a time, as a handle's buffered writes are committed.
             let mut from = appender.committed;
@@ -556,6 +539,7 @@ mod tests {
         let options = StoreOptions {
             durable: false,
             sweep_grace: std::time::Duration::ZERO,
+            batch_window: None,
         };
         let store = Store::open(dir.path(), options).unwrap();
         let agent = store.create_agent("a").unwrap().id;

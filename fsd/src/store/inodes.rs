@@ -43,7 +43,7 @@ pub struct FsUsage {
 
 const ROOT: u64 = 1;
 
-fn shown(name: &[u8]) -> String {
+pub(super) fn shown(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
@@ -56,7 +56,7 @@ fn check_name_length(name: &[u8]) -> Result<()> {
 }
 
 /// Refuses names a directory entry cannot have, and the reserved names at the top level.
-fn check_new_name(parent: u64, name: &[u8]) -> Result<()> {
+pub(super) fn check_new_name(parent: u64, name: &[u8]) -> Result<()> {
     check_name_length(name)?;
     validate_name(name)
         .map_err(|reason| Error::InvalidPath(format!("{:?}: {reason}", shown(name))))?;
@@ -78,7 +78,7 @@ pub(super) fn regular_file(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
     Ok(row)
 }
 
-fn directory(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
+pub(super) fn directory(tree: &Tree<'_>, ino: u64) -> Result<InodeRow> {
     let row = tree
         .inode(ino)?
         .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
@@ -174,6 +174,9 @@ impl Store {
         name: &[u8],
         node: NewNode<'_>,
     ) -> Result<(Attr, Attr)> {
+        if let NewNode::File { mode } = node {
+            return self.create_file_logged(agent, parent, name, mode);
+        }
         check_new_name(parent, name)?;
         self.change(agent, |tree| {
             directory(tree, parent)?;

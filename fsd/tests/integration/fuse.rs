@@ -29,17 +29,39 @@ impl Mounted {
     }
 
     fn with_busy_poll(busy_poll: Duration) -> Mounted {
-        Self::made(VfsOptions::default(), |_, _| {}, busy_poll)
+        Self::made(
+            VfsOptions::default(),
+            |_, _| {},
+            busy_poll,
+            fsd::BATCH_WINDOW,
+        )
     }
 
     fn with_view(options: VfsOptions, prepare: impl FnOnce(&Store, i64)) -> Mounted {
-        Self::made(options, prepare, fsd::fuse::DEFAULT_BUSY_POLL)
+        Self::made(
+            options,
+            prepare,
+            fsd::fuse::DEFAULT_BUSY_POLL,
+            fsd::BATCH_WINDOW,
+        )
+    }
+
+    /// A mount whose batches of changes commit only after `window` (or when something
+    /// else makes them).
+    pub fn with_batch_window(window: Duration) -> Mounted {
+        Self::made(
+            VfsOptions::default(),
+            |_, _| {},
+            fsd::fuse::DEFAULT_BUSY_POLL,
+            window,
+        )
     }
 
     fn made(
         options: VfsOptions,
         prepare: impl FnOnce(&Store, i64),
         busy_poll: Duration,
+        batch_window: Duration,
     ) -> Mounted {
         assert!(
             Path::new("/dev/fuse").exists(),
@@ -51,6 +73,7 @@ impl Mounted {
             StoreOptions {
                 durable: false,
                 sweep_grace: Duration::ZERO,
+                batch_window: Some(batch_window),
             },
         )
         .unwrap();
@@ -82,6 +105,11 @@ impl Mounted {
 
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.join(relative)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self._tmp.path().join("data")
     }
 }
 

@@ -2,6 +2,7 @@
 //! model-based property test of the tree, snapshots and forks, and focused tests of
 //! deduplication, chunking, quotas, the sweep and fsck.
 
+mod batches;
 mod fuse;
 mod model;
 mod mounts;
@@ -16,6 +17,7 @@ fn open(dir: &std::path::Path) -> Store {
         StoreOptions {
             durable: false,
             sweep_grace: Duration::ZERO,
+            batch_window: Some(fsd::BATCH_WINDOW),
         },
     )
     .unwrap()

@@ -575,6 +575,7 @@ pub fn run(ops: &[Op]) {
         StoreOptions {
             durable: false,
             sweep_grace: Duration::ZERO,
+            batch_window: Some(fsd::BATCH_WINDOW),
         },
     )
     .expect("opening the store");

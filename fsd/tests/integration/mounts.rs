@@ -29,6 +29,7 @@ fn fresh_store() -> (tempfile::TempDir, Store, i64) {
     let tmp = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         durable: false,
+        batch_window: Some(fsd::BATCH_WINDOW),
         ..StoreOptions::default()
     };
     let store = Store::open(&tmp.path().join("data"), options).unwrap();

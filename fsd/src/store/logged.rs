@@ -1,0 +1,227 @@
+//! The changes a mount makes by the thousand, written as intent-log records so they can
+//! join the index's open batch (see [`crate::index`]): a regular file created, and a
+//! file's content replaced when a handle commits what it wrote from the start. Each is one
+//! function of the tree used twice, when the change is made and when its record is
+//! replayed after a killed process, so both give the same result (the record carries the
+//! change's time; inode numbers come from the agent's row in the same order).
+//!
+//! A record is a tag byte followed by its fields: integers little-endian, byte strings
+//! and lists prefixed with their u32 length, an absent hash as a zero byte.
+
+use super::inodes::{check_new_name, directory, regular_file, shown};
+use crate::chunker::Manifest;
+use crate::index::{NewContent, Tree, Tx};
+use crate::store::{Store, file_row};
+use crate::{AgentId, Attr, Error, Hash, Result};
+
+const CREATE_FILE: u8 = 1;
+const REPLACE_CONTENT: u8 = 2;
+
+impl Store {
+    /// Creates regular file `name` in directory `parent` (see [`Store::create_at`]).
+    pub(crate) fn create_file_logged(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<(Attr, Attr)> {
+        check_new_name(parent, name)?;
+        let mut record = vec![CREATE_FILE];
+        put_i64(&mut record, agent);
+        put_u64(&mut record, parent);
+        put_bytes(&mut record, name);
+        put_u64(&mut record, mode as u64);
+        self.change_logged(agent, &record, |tree| create_file(tree, parent, name, mode))
+    }
+
+    /// Makes `content` the content of file `ino` if the file still has content `base`
+    /// and is no longer than `content`; `None` (and no change) otherwise.
+    pub(crate) fn replace_content_logged(
+        &self,
+        agent: AgentId,
+        ino: u64,
+        base: Option<Hash>,
+        content: &NewContent,
+    ) -> Result<Option<Attr>> {
+        let mut record = vec![REPLACE_CONTENT];
+        put_i64(&mut record, agent);
+        put_u64(&mut record, ino);
+        put_hash(&mut record, base);
+        put_u64(&mut record, content.manifest.size);
+        put_u32(&mut record, content.manifest.chunks.len() as u32);
+        for chunk in &content.manifest.chunks {
+            put_u64(&mut record, chunk.len);
+            put_hash(&mut record, Some(chunk.hash));
+        }
+        put_u32(&mut record, content.inline.len() as u32);
+        for (hash, bytes) in &content.inline {
+            put_hash(&mut record, Some(*hash));
+            put_bytes(&mut record, bytes);
+        }
+        self.change_logged(agent, &record, |tree| {
+            replace_content(self, tree, ino, base, content)
+        })
+    }
+
+    /// Applies one record again, in `tx` at the record's time.
+    pub(crate) fn replay(&self, tx: &Tx<'_>, record: &[u8]) -> Result<()> {
+        let mut fields = Fields(record);
+        let tag = fields.u8()?;
+        let agent = fields.u64()? as AgentId;
+        match tag {
+            CREATE_FILE => {
+                let parent = fields.u64()?;
+                let name = fields.bytes()?.to_vec();
+                let mode = fields.u64()? as u32;
+                fields.end()?;
+                self.change_in(tx, agent, |tree| create_file(tree, parent, &name, mode))?;
+            }
+            REPLACE_CONTENT => {
+                let ino = fields.u64()?;
+                let base = fields.hash()?;
+                let mut content = NewContent {
+                    manifest: Manifest::default(),
+                    inline: Vec::new(),
+                };
+                let size = fields.u64()?;
+                for _ in 0..fields.u32()? {
+                    let len = fields.u64()?;
+                    let hash = fields.hash()?.ok_or_else(damaged)?;
+                    content.manifest.push(hash, len);
+                }
+                if content.manifest.size != size {
+                    return Err(damaged());
+                }
+                for _ in 0..fields.u32()? {
+                    let hash = fields.hash()?.ok_or_else(damaged)?;
+                    content.inline.push((hash, fields.bytes()?.to_vec()));
+                }
+                fields.end()?;
+                self.change_in(tx, agent, |tree| {
+                    replace_content(self, tree, ino, base, &content)
+                })?;
+            }
+            _ => return Err(damaged()),
+        }
+        Ok(())
+    }
+}
+
+fn create_file(tree: &Tree<'_>, parent: u64, name: &[u8], mode: u32) -> Result<(Attr, Attr)> {
+    directory(tree, parent)?;
+    if tree.lookup(parent, name)?.is_some() {
+        return Err(Error::AlreadyExists(shown(name)));
+    }
+    let created = tree
+        .create(parent, name, file_row(tree.tx.now, mode, 0, None))?
+        .attr();
+    Ok((created, tree.get(parent)?.attr()))
+}
+
+fn replace_content(
+    store: &Store,
+    tree: &Tree<'_>,
+    ino: u64,
+    base: Option<Hash>,
+    content: &NewContent,
+) -> Result<Option<Attr>> {
+    let row = regular_file(tree, ino)?;
+    let size = content.manifest.size;
+    if row.content != base || row.size > size {
+        return Ok(None);
+    }
+    let hash = tree.tx.add_content(content, store.inner.blobs.as_ref())?;
+    let now = tree.tx.now;
+    let row = tree.modify(ino, |r| {
+        r.content = hash;
+        r.size = size;
+        r.mtime = now;
+        r.ctime = now;
+    })?;
+    Ok(Some(row.attr()))
+}
+
+fn damaged() -> Error {
+    Error::Corrupt("a damaged intent log record".into())
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
+fn put_hash(out: &mut Vec<u8>, hash: Option<Hash>) {
+    match hash {
+        None => out.push(0),
+        Some(hash) => {
+            out.push(1);
+            out.extend_from_slice(&hash.0);
+        }
+    }
+}
+
+/// The fields of a record, read in order.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        if self.0.len() < len {
+            return Err(damaged());
+        }
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| damaged())?,
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| damaged())?,
+        ))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn hash(&mut self) -> Result<Option<Hash>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(Hash(
+                self.take(32)?.try_into().map_err(|_| damaged())?,
+            ))),
+            _ => Err(damaged()),
+        }
+    }
+
+    fn end(&self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(damaged())
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Batches of a mount's small changes (see `fsd/src/index.rs`): seen at once by everything
+//! in the process, invisible to other processes until they commit, and never lost while
+//! they are open: the data directory as a killed process leaves it (index, write-ahead
+//! log, intent log) opens with every file the mount had closed.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use fsd::{FsPath, Quota, Store, StoreOptions, View};
+
+use crate::fuse::Mounted;
+
+/// Long enough that nothing but the test commits the batch.
+const NEVER: Duration = Duration::from_secs(3600);
+
+fn open(dir: &Path, batch_window: Option<Duration>) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            durable: false,
+            sweep_grace: Duration::ZERO,
+            batch_window,
+        },
+    )
+    .unwrap()
+}
+
+fn contents(i: usize) -> Vec<u8> {
+    format!("file {i} ").repeat(i % 300 + 1).into_bytes()
+}
+
+fn names(store: &Store, agent: i64, dir: &str) -> Vec<String> {
+    match store.list_dir(agent, &FsPath::parse(dir).unwrap(), &View::Live) {
+        Ok(entries) => entries
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect(),
+        Err(fsd::Error::NotFound(_)) => Vec::new(),
+        Err(other) => panic!("listing {dir}: {other}"),
+    }
+}
+
+/// Copies what a process killed now would leave on disk of the index.
+fn copy_index(from: &Path, to: &Path, with_intent_log: bool) {
+    fs::create_dir_all(to).unwrap();
+    let mut files = vec!["index.db", "index.db-wal"];
+    if with_intent_log {
+        files.push("index.intents");
+    }
+    for name in files {
+        fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_batch_is_seen_in_the_process_at_once_and_survives_a_kill_before_it_commits() {
+    let m = Mounted::with_batch_window(NEVER);
+    // Made before the batch opens: a directory is not a batched change.
+    fs::create_dir(m.path("d")).unwrap();
+    for i in 0..200 {
+        fs::write(m.path(&format!("d/f{i:03}")), contents(i)).unwrap();
+    }
+    let expected: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+
+    // The API of the same process reads the open batch.
+    assert_eq!(names(&m.store, m.agent, "/d"), expected);
+    let read = |store: &Store, agent, i: usize| {
+        store
+            .read_file(
+                agent,
+                &FsPath::parse(&format!("/d/f{i:03}")).unwrap(),
+                &View::Live,
+                0,
+                u64::MAX,
+            )
+            .unwrap()
+    };
+    assert_eq!(read(&m.store, m.agent, 7), contents(7));
+
+    // Another process sees only what is committed: the directory, not yet its files.
+    let data = m.data_dir();
+    let other = open(&data, None);
+    assert_eq!(names(&other, m.agent, "/d"), Vec::<String>::new());
+    drop(other);
+    assert!(
+        fs::metadata(data.join("index.intents")).unwrap().len() > 0,
+        "the open batch's changes are in the intent log"
+    );
+
+    // The disk as a kill now would leave it: without the intent log the files are gone,
+    // with it every one is back, whole.
+    let scratch = tempfile::tempdir().unwrap();
+    let without = scratch.path().join("without");
+    copy_index(&data, &without, false);
+    let store = open(&without, None);
+    assert_eq!(names(&store, m.agent, "/d"), Vec::<String>::new());
+    drop(store);
+
+    let killed = scratch.path().join("killed");
+    copy_index(&data, &killed, true);
+    fs::create_dir_all(killed.join("blobs")).unwrap();
+    let store = open(&killed, Some(NEVER));
+    assert_eq!(names(&store, m.agent, "/d"), expected);
+    for i in [0, 1, 99, 199] {
+        assert_eq!(read(&store, m.agent, i), contents(i));
+    }
+    assert_eq!(fs::metadata(killed.join("index.intents")).unwrap().len(), 0);
+    let report = store.fsck().unwrap();
+    assert!(report.is_clean(), "fsck after the replay: {report:?}");
+    drop(store);
+    // Applied once: opening again changes nothing.
+    let store = open(&killed, Some(NEVER));
+    assert_eq!(names(&store, m.agent, "/d"), expected);
+    drop(store);
+
+    // A commit (here the mount's fsync) makes the batch everyone's and empties the log.
+    m.store.sync().unwrap();
+    let other = open(&data, None);
+    assert_eq!(names(&other, m.agent, "/d"), expected);
+    assert_eq!(read(&other, m.agent, 150), contents(150));
+    assert_eq!(fs::metadata(data.join("index.intents")).unwrap().len(), 0);
+}
+
+#[test]
+fn a_change_refused_inside_a_batch_leaves_the_rest_of_the_batch() {
+    let m = Mounted::with_batch_window(NEVER);
+    m.store
+        .set_quota(
+            m.agent,
+            Quota {
+                max_bytes: None,
+                max_files: Some(3),
+            },
+        )
+        .unwrap();
+    for i in 0..3 {
+        fs::write(m.path(&format!("f{i}")), contents(i)).unwrap();
+    }
+    let refused = fs::write(m.path("f3"), b"one too many");
+    assert!(refused.is_err(), "a fourth file past a quota of three");
+    // An existing name is refused too, inside the same batch.
+    let exists = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.path("f0"));
+    assert_eq!(
+        exists.unwrap_err().kind(),
+        std::io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(names(&m.store, m.agent, "/"), ["f0", "f1", "f2"]);
+    m.store.sync().unwrap();
+    let other = open(&m.data_dir(), None);
+    assert_eq!(names(&other, m.agent, "/"), ["f0", "f1", "f2"]);
+    assert_eq!(
+        other
+            .read_file(
+                m.agent,
+                &FsPath::parse("/f2").unwrap(),
+                &View::Live,
+                0,
+                u64::MAX
+            )
+            .unwrap(),
+        contents(2)
+    );
+}
