@@ -323,11 +323,16 @@ impl Index {
         record: &[u8],
         f: impl FnOnce(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut writer = self.lock_writer();
-        if !sync_deferred() || writer.intents.is_none() {
-            drop(writer);
+        let mut guard = self.lock_writer();
+        let usable = guard
+            .intents
+            .as_ref()
+            .is_some_and(|(log, _)| log.is_usable());
+        if !sync_deferred() || !usable {
+            drop(guard);
             return self.write(f);
         }
+        let writer = &mut *guard;
         if writer.batch.is_none() {
             writer.conn.execute_batch("BEGIN IMMEDIATE")?;
             let opened = Instant::now();
@@ -338,36 +343,32 @@ impl Index {
             self.batch_open.store(true, Ordering::SeqCst);
             self.committer.opened(opened);
         }
-        let now = now_ns();
-        writer
-            .conn
-            .prepare_cached("SAVEPOINT change")?
-            .execute([])?;
-        let handle = Tx::at(&writer.conn, now);
-        let result = in_writer(|| f(&handle));
-        let changes = handle.changes.take();
-        drop(handle);
-        let framed = [&now.to_le_bytes()[..], record].concat();
-        let result = result.and_then(|value| {
-            let (log, _) = writer.intents.as_mut().expect("checked above");
-            log.append(&framed).map(|_| value)
-        });
-        let value = match result {
-            Ok(value) => value,
-            Err(error) => {
-                writer
-                    .conn
-                    .execute_batch("ROLLBACK TO change; RELEASE change")?;
-                return Err(error);
-            }
+        let (value, changes, full) = {
+            let Writer {
+                conn,
+                intents,
+                batch,
+            } = writer;
+            let now = now_ns();
+            conn.prepare_cached("SAVEPOINT change")?.execute([])?;
+            let mut savepoint = Savepoint { conn, open: true };
+            let handle = Tx::at(conn, now);
+            let value = in_writer(|| f(&handle))?;
+            let changes = handle.changes.take();
+            drop(handle);
+            let framed = [&now.to_le_bytes()[..], record].concat();
+            let (log, _) = intents.as_mut().expect("checked above");
+            log.append(&framed)?;
+            savepoint.release()?;
+            let batch = batch.as_mut().expect("opened above");
+            batch.records.push(framed);
+            (value, changes, batch.records.len() >= BATCH_MAX)
         };
-        writer.conn.prepare_cached("RELEASE change")?.execute([])?;
-        let batch = writer.batch.as_mut().expect("opened above");
-        batch.records.push(framed);
-        if batch.records.len() >= BATCH_MAX {
-            self.commit_batch(&mut writer)?;
+        if full && let Err(error) = self.commit_batch(&mut guard) {
+            // The change is in the batch and the log: acknowledged all the same.
+            tracing::warn!(%error, "committing a full batch failed; will retry");
         }
-        drop(writer);
+        drop(guard);
         self.announce(changes);
         Ok(value)
     }
@@ -444,6 +445,31 @@ impl Index {
             readers.push(conn);
         }
         result
+    }
+}
+
+/// The savepoint of one batched change: rolled back unless released, so a change that
+/// fails (or panics) leaves the batch as it was.
+struct Savepoint<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl Savepoint<'_> {
+    fn release(&mut self) -> Result<()> {
+        self.conn.prepare_cached("RELEASE change")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self
+                .conn
+                .execute_batch("ROLLBACK TO change; RELEASE change");
+        }
     }
 }
 

@@ -31,8 +31,11 @@ pub(crate) struct IntentLog {
     path: PathBuf,
     /// Sequence number of the last record written or known.
     last_seq: u64,
-    /// The log holds records (it is not known to be empty).
-    dirty: bool,
+    /// Bytes in the file.
+    len: u64,
+    /// A failed append could not be undone: the file may end in a damaged record, after
+    /// which nothing could be read back, so nothing more is appended.
+    broken: bool,
 }
 
 impl IntentLog {
@@ -60,14 +63,27 @@ impl IntentLog {
             file,
             path: path.to_owned(),
             last_seq,
-            dirty: !bytes.is_empty(),
+            len: bytes.len() as u64,
+            broken: false,
         };
         Ok((log, pending))
     }
 
+    /// Whether records can be appended (see [`IntentLog::append`]).
+    pub fn is_usable(&self) -> bool {
+        !self.broken
+    }
+
     /// Appends one record and returns its sequence number. One `write`: once it returns,
-    /// the record outlives the process.
+    /// the record outlives the process. A failed write (a full disk) is cut off again; if
+    /// even that fails, the log takes no more records.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if self.broken {
+            return Err(Error::Corrupt(format!(
+                "{} could not be repaired after a failed write",
+                self.path.display()
+            )));
+        }
         if payload.len() > PAYLOAD_MAX {
             return Err(Error::InvalidArgument(format!(
                 "a change of {} bytes is too large for the intent log",
@@ -80,10 +96,14 @@ impl IntentLog {
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
         record.extend_from_slice(&checksum(seq, payload));
-        self.dirty = true;
-        self.file
-            .write_all(&record)
-            .map_err(Error::io(format!("writing {}", self.path.display())))?;
+        if let Err(error) = self.file.write_all(&record) {
+            self.broken = self.file.set_len(self.len).is_err();
+            return Err(Error::Io {
+                context: format!("writing {}", self.path.display()),
+                source: error,
+            });
+        }
+        self.len += record.len() as u64;
         self.last_seq = seq;
         Ok(seq)
     }
@@ -95,11 +115,11 @@ impl IntentLog {
 
     /// Empties the log once its records are committed to the index.
     pub fn clear(&mut self) -> Result<()> {
-        if self.dirty {
+        if self.len > 0 {
             self.file
                 .set_len(0)
                 .map_err(Error::io(format!("emptying {}", self.path.display())))?;
-            self.dirty = false;
+            self.len = 0;
         }
         Ok(())
     }
