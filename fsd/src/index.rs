@@ -119,6 +119,8 @@ pub(crate) struct Tx<'c> {
     pub conn: &'c Connection,
     /// Nanoseconds since the Unix epoch.
     pub now: i64,
+    /// A change in the open batch, which a replay of its record must be able to redo.
+    pub batched: bool,
     /// What the transaction changed in live trees, by agent, for watchers.
     changes: std::cell::RefCell<Vec<(AgentId, Change)>>,
 }
@@ -132,6 +134,7 @@ impl Tx<'_> {
         Tx {
             conn,
             now,
+            batched: false,
             changes: Default::default(),
         }
     }
@@ -315,14 +318,15 @@ impl Index {
     }
 
     /// [`Index::write`] for a change a mount makes often: when its commit may be deferred
-    /// ([`with_sync_deferred`]) and batching is on, it joins the open batch and is
-    /// acknowledged once `record` (from which `replay` redoes it, at the same time) is in
-    /// the intent log.
+    /// ([`with_sync_deferred`]) and batching is on, it joins the open batch (its `Tx` says
+    /// `batched`) and is acknowledged once `record` (from which `replay` redoes it, at the
+    /// same time) is in the intent log. `f` returns `None` for a change its record could not
+    /// redo: it is rolled back, nothing is logged, and `None` returned.
     pub fn write_logged<T>(
         &self,
         record: &[u8],
-        f: impl FnOnce(&Tx<'_>) -> Result<T>,
-    ) -> Result<T> {
+        f: impl FnOnce(&Tx<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let mut guard = self.lock_writer();
         let usable = guard
             .intents
@@ -352,8 +356,13 @@ impl Index {
             let now = now_ns();
             conn.prepare_cached("SAVEPOINT change")?.execute([])?;
             let mut savepoint = Savepoint { conn, open: true };
-            let handle = Tx::at(conn, now);
-            let value = in_writer(|| f(&handle))?;
+            let handle = Tx {
+                batched: true,
+                ..Tx::at(conn, now)
+            };
+            let Some(value) = in_writer(|| f(&handle))? else {
+                return Ok(None);
+            };
             let changes = handle.changes.take();
             drop(handle);
             let framed = [&now.to_le_bytes()[..], record].concat();
@@ -370,7 +379,7 @@ impl Index {
         }
         drop(guard);
         self.announce(changes);
-        Ok(value)
+        Ok(Some(value))
     }
 
     /// Hands a committed transaction's changes to the watchers, grouped by agent.

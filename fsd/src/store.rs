@@ -358,17 +358,23 @@ impl Store {
     }
 
     /// [`Store::change`] for a change with an intent-log record (see `store/logged.rs`),
-    /// which may join the open batch.
+    /// which may join the open batch. What is open decides what a last unlink does, and a
+    /// replay would not know it: a change that leaves an open inode without a name is made
+    /// again outside the batch.
     fn change_logged<T>(
         &self,
         agent: AgentId,
         record: &[u8],
-        f: impl FnOnce(&Tree<'_>) -> Result<T>,
+        f: impl Fn(&Tree<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut orphaned = Vec::new();
-        let value = self
-            .index()
-            .write_logged(record, |tx| self.change_tree(tx, agent, &mut orphaned, f))?;
+        let done = self.index().write_logged(record, |tx| {
+            let value = self.change_tree(tx, agent, &mut orphaned, &f)?;
+            Ok((!tx.batched || orphaned.is_empty()).then_some(value))
+        })?;
+        let Some(value) = done else {
+            return self.change(agent, f);
+        };
         for ino in orphaned {
             self.orphaned(agent, ino)?;
         }

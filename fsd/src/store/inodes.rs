@@ -1,15 +1,15 @@
 //! The store's operations by inode number and entry name, as a POSIX mount needs them.
 //! They share the tree primitives, the transactions and the quota checks of the path-based
-//! operations in `store.rs`.
+//! operations in `store.rs`. Creating, removing and renaming entries are in
+//! `store/logged.rs`, since a mount's batches hold them.
 
 use crate::index::{InodeRow, Tree, check_xattr};
-use crate::rename::Place;
 use crate::splice::{Edit, Overlay};
-use crate::store::{Store, file_row};
+use crate::store::Store;
 use crate::watch::{Change, Origin, WatchId};
 use crate::{
-    AgentId, Attr, DirEntry, Error, FileReader, FileType, Hash, Quota, RenameMode, Result, SetAttr,
-    View, validate_name,
+    AgentId, Attr, DirEntry, Error, FileReader, FileType, Hash, Quota, Result, SetAttr, View,
+    validate_name,
 };
 
 /// A node to create in a directory.
@@ -48,7 +48,7 @@ pub(super) fn shown(name: &[u8]) -> String {
 }
 
 /// Names longer than a directory entry can hold are refused before anything else.
-fn check_name_length(name: &[u8]) -> Result<()> {
+pub(super) fn check_name_length(name: &[u8]) -> Result<()> {
     if name.len() > crate::MAX_NAME_LEN {
         return Err(Error::NameTooLong(format!("{}...", shown(&name[..32]))));
     }
@@ -163,103 +163,6 @@ impl Store {
             Ok((tx.manifest(row.content.as_ref())?, hash))
         })?;
         Ok(FileReader::new(self.clone(), manifest, hash))
-    }
-
-    /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
-    /// Returns the new node's attributes and the directory's after the change.
-    pub fn create_at(
-        &self,
-        agent: AgentId,
-        parent: u64,
-        name: &[u8],
-        node: NewNode<'_>,
-    ) -> Result<(Attr, Attr)> {
-        if let NewNode::File { mode } = node {
-            return self.create_file_logged(agent, parent, name, mode);
-        }
-        check_new_name(parent, name)?;
-        self.change(agent, |tree| {
-            directory(tree, parent)?;
-            if tree.lookup(parent, name)?.is_some() {
-                return Err(Error::AlreadyExists(shown(name)));
-            }
-            let now = tree.tx.now;
-            let row = match node {
-                NewNode::File { mode } => file_row(now, mode, 0, None),
-                NewNode::Directory { mode } => tree.dir_row(mode),
-                NewNode::Symlink { target } => {
-                    if target.is_empty() || target.contains(&0) || target.len() > 4096 {
-                        return Err(Error::InvalidArgument(
-                            "a symlink target is 1-4096 bytes without NUL".into(),
-                        ));
-                    }
-                    InodeRow {
-                        kind: FileType::Symlink,
-                        size: target.len() as u64,
-                        target: Some(target.to_vec()),
-                        ..file_row(now, 0o777, 0, None)
-                    }
-                }
-            };
-            let created = tree.create(parent, name, row)?.attr();
-            Ok((created, tree.get(parent)?.attr()))
-        })
-    }
-
-    /// Removes entry `name` of `parent`: a non-directory (`unlink`) or an empty directory
-    /// (`rmdir`), as `directory` says.
-    pub fn remove_at(
-        &self,
-        agent: AgentId,
-        parent: u64,
-        name: &[u8],
-        directory_wanted: bool,
-    ) -> Result<()> {
-        check_name_length(name)?;
-        self.change(agent, |tree| {
-            directory(tree, parent)?;
-            let ino = tree
-                .lookup(parent, name)?
-                .ok_or_else(|| Error::NotFound(shown(name)))?;
-            let row = tree.get(ino)?;
-            let is_dir = row.kind == FileType::Directory;
-            if directory_wanted && !is_dir {
-                return Err(Error::NotADirectory(shown(name)));
-            }
-            if !directory_wanted && is_dir {
-                return Err(Error::IsADirectory(shown(name)));
-            }
-            if is_dir && tree.has_children(ino)? {
-                return Err(Error::DirectoryNotEmpty(shown(name)));
-            }
-            tree.unlink(parent, name, ino)
-        })
-    }
-
-    pub fn rename_at(
-        &self,
-        agent: AgentId,
-        parent: u64,
-        name: &[u8],
-        new_parent: u64,
-        new_name: &[u8],
-        mode: RenameMode,
-    ) -> Result<()> {
-        check_name_length(name)?;
-        check_new_name(new_parent, new_name)?;
-        self.change(agent, |tree| {
-            let from = Place {
-                dir: parent,
-                name,
-                shown: shown(name),
-            };
-            let to = Place {
-                dir: new_parent,
-                name: new_name,
-                shown: shown(new_name),
-            };
-            crate::rename::rename(tree, &from, &to, mode)
-        })
     }
 
     /// Makes `new_name` in `new_parent` another name for file `ino`.

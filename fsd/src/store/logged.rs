@@ -1,38 +1,95 @@
 //! The changes a mount makes by the thousand, written as intent-log records so they can
-//! join the index's open batch (see [`crate::index`]): a regular file created, and a
-//! file's content replaced when a handle commits what it wrote from the start. Each is one
-//! function of the tree used twice, when the change is made and when its record is
-//! replayed after a killed process, so both give the same result (the record carries the
-//! change's time; inode numbers come from the agent's row in the same order).
+//! join the index's open batch (see [`crate::index`]): an entry created (file, directory,
+//! symlink), removed or renamed, and a file's content replaced when a handle commits what
+//! it wrote from the start. Each is one function of the tree used twice, when the change
+//! is made and when its record is replayed after a killed process, so both give the same
+//! result (the record carries the change's time; inode numbers come from the agent's row
+//! in the same order; a change whose outcome depends on which files are open is never
+//! batched, see [`Store::change_logged`]).
 //!
 //! A record is a tag byte followed by its fields: integers little-endian, byte strings
 //! and lists prefixed with their u32 length, an absent hash as a zero byte.
 
-use super::inodes::{check_new_name, directory, regular_file, shown};
+use super::inodes::{check_name_length, check_new_name, directory, regular_file, shown};
 use crate::chunker::Manifest;
-use crate::index::{NewContent, Tree, Tx};
-use crate::store::{Store, file_row};
-use crate::{AgentId, Attr, Error, Hash, Result};
+use crate::index::{InodeRow, NewContent, Tree, Tx};
+use crate::rename::Place;
+use crate::store::{NewNode, Store, file_row};
+use crate::{AgentId, Attr, Error, FileType, Hash, RenameMode, Result};
 
-const CREATE_FILE: u8 = 1;
+const CREATE: u8 = 1;
 const REPLACE_CONTENT: u8 = 2;
+const REMOVE: u8 = 3;
+const RENAME: u8 = 4;
 
 impl Store {
-    /// Creates regular file `name` in directory `parent` (see [`Store::create_at`]).
-    pub(crate) fn create_file_logged(
+    /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
+    /// Returns the new node's attributes and the directory's after the change.
+    pub fn create_at(
         &self,
         agent: AgentId,
         parent: u64,
         name: &[u8],
-        mode: u32,
+        node: NewNode<'_>,
     ) -> Result<(Attr, Attr)> {
         check_new_name(parent, name)?;
-        let mut record = vec![CREATE_FILE];
+        let (kind, mode, target): (u8, u32, &[u8]) = match node {
+            NewNode::File { mode } => (1, mode, b""),
+            NewNode::Directory { mode } => (2, mode, b""),
+            NewNode::Symlink { target } => (3, 0, target),
+        };
+        let mut record = vec![CREATE];
         put_i64(&mut record, agent);
         put_u64(&mut record, parent);
         put_bytes(&mut record, name);
-        put_u64(&mut record, mode as u64);
-        self.change_logged(agent, &record, |tree| create_file(tree, parent, name, mode))
+        record.push(kind);
+        put_u64(&mut record, u64::from(mode));
+        put_bytes(&mut record, target);
+        self.change_logged(agent, &record, |tree| create(tree, parent, name, node))
+    }
+
+    /// Removes entry `name` of `parent`: a non-directory (`unlink`) or an empty directory
+    /// (`rmdir`), as `directory` says.
+    pub fn remove_at(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        directory_wanted: bool,
+    ) -> Result<()> {
+        check_name_length(name)?;
+        let mut record = vec![REMOVE];
+        put_i64(&mut record, agent);
+        put_u64(&mut record, parent);
+        put_bytes(&mut record, name);
+        record.push(u8::from(directory_wanted));
+        self.change_logged(agent, &record, |tree| {
+            remove(tree, parent, name, directory_wanted)
+        })
+    }
+
+    /// Renames entry `name` of `parent` to `new_name` of `new_parent`, as `mode` says.
+    pub fn rename_at(
+        &self,
+        agent: AgentId,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
+        check_name_length(name)?;
+        check_new_name(new_parent, new_name)?;
+        let mut record = vec![RENAME];
+        put_i64(&mut record, agent);
+        put_u64(&mut record, parent);
+        put_bytes(&mut record, name);
+        put_u64(&mut record, new_parent);
+        put_bytes(&mut record, new_name);
+        record.push(rename_code(mode));
+        self.change_logged(agent, &record, |tree| {
+            rename(tree, parent, name, new_parent, new_name, mode)
+        })
     }
 
     /// Makes `content` the content of file `ino` if the file still has content `base`
@@ -70,12 +127,45 @@ impl Store {
         let tag = fields.u8()?;
         let agent = fields.u64()? as AgentId;
         match tag {
-            CREATE_FILE => {
+            CREATE => {
                 let parent = fields.u64()?;
-                let name = fields.bytes()?.to_vec();
+                let name = fields.bytes()?;
+                let kind = fields.u8()?;
                 let mode = fields.u64()? as u32;
+                let target = fields.bytes()?;
                 fields.end()?;
-                self.change_in(tx, agent, |tree| create_file(tree, parent, &name, mode))?;
+                let node = match kind {
+                    1 => NewNode::File { mode },
+                    2 => NewNode::Directory { mode },
+                    3 => NewNode::Symlink { target },
+                    _ => return Err(damaged()),
+                };
+                self.change_in(tx, agent, |tree| create(tree, parent, name, node))?;
+            }
+            REMOVE => {
+                let parent = fields.u64()?;
+                let name = fields.bytes()?;
+                let directory_wanted = fields.u8()? != 0;
+                fields.end()?;
+                self.change_in(tx, agent, |tree| {
+                    remove(tree, parent, name, directory_wanted)
+                })?;
+            }
+            RENAME => {
+                let parent = fields.u64()?;
+                let name = fields.bytes()?;
+                let new_parent = fields.u64()?;
+                let new_name = fields.bytes()?;
+                let mode = match fields.u8()? {
+                    0 => RenameMode::Replace,
+                    1 => RenameMode::NoReplace,
+                    2 => RenameMode::Exchange,
+                    _ => return Err(damaged()),
+                };
+                fields.end()?;
+                self.change_in(tx, agent, |tree| {
+                    rename(tree, parent, name, new_parent, new_name, mode)
+                })?;
             }
             REPLACE_CONTENT => {
                 let ino = fields.u64()?;
@@ -108,15 +198,79 @@ impl Store {
     }
 }
 
-fn create_file(tree: &Tree<'_>, parent: u64, name: &[u8], mode: u32) -> Result<(Attr, Attr)> {
+fn rename_code(mode: RenameMode) -> u8 {
+    match mode {
+        RenameMode::Replace => 0,
+        RenameMode::NoReplace => 1,
+        RenameMode::Exchange => 2,
+    }
+}
+
+fn create(tree: &Tree<'_>, parent: u64, name: &[u8], node: NewNode<'_>) -> Result<(Attr, Attr)> {
     directory(tree, parent)?;
     if tree.lookup(parent, name)?.is_some() {
         return Err(Error::AlreadyExists(shown(name)));
     }
-    let created = tree
-        .create(parent, name, file_row(tree.tx.now, mode, 0, None))?
-        .attr();
+    let now = tree.tx.now;
+    let row = match node {
+        NewNode::File { mode } => file_row(now, mode, 0, None),
+        NewNode::Directory { mode } => tree.dir_row(mode),
+        NewNode::Symlink { target } => {
+            if target.is_empty() || target.contains(&0) || target.len() > 4096 {
+                return Err(Error::InvalidArgument(
+                    "a symlink target is 1-4096 bytes without NUL".into(),
+                ));
+            }
+            InodeRow {
+                kind: FileType::Symlink,
+                size: target.len() as u64,
+                target: Some(target.to_vec()),
+                ..file_row(now, 0o777, 0, None)
+            }
+        }
+    };
+    let created = tree.create(parent, name, row)?.attr();
     Ok((created, tree.get(parent)?.attr()))
+}
+
+fn remove(tree: &Tree<'_>, parent: u64, name: &[u8], directory_wanted: bool) -> Result<()> {
+    directory(tree, parent)?;
+    let ino = tree
+        .lookup(parent, name)?
+        .ok_or_else(|| Error::NotFound(shown(name)))?;
+    let row = tree.get(ino)?;
+    let is_dir = row.kind == FileType::Directory;
+    if directory_wanted && !is_dir {
+        return Err(Error::NotADirectory(shown(name)));
+    }
+    if !directory_wanted && is_dir {
+        return Err(Error::IsADirectory(shown(name)));
+    }
+    if is_dir && tree.has_children(ino)? {
+        return Err(Error::DirectoryNotEmpty(shown(name)));
+    }
+    tree.unlink(parent, name, ino)
+}
+
+fn rename(
+    tree: &Tree<'_>,
+    parent: u64,
+    name: &[u8],
+    new_parent: u64,
+    new_name: &[u8],
+    mode: RenameMode,
+) -> Result<()> {
+    let from = Place {
+        dir: parent,
+        name,
+        shown: shown(name),
+    };
+    let to = Place {
+        dir: new_parent,
+        name: new_name,
+        shown: shown(new_name),
+    };
+    crate::rename::rename(tree, &from, &to, mode)
 }
 
 fn replace_content(

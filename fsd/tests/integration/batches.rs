@@ -41,6 +41,40 @@ fn names(store: &Store, agent: i64, dir: &str) -> Vec<String> {
     }
 }
 
+/// Every entry under `dir` with its attributes (times and inode numbers included), and
+/// the bytes of each file.
+fn tree(store: &Store, agent: i64, dir: &str) -> Vec<(String, fsd::Attr, Vec<u8>)> {
+    let mut out = Vec::new();
+    let entries = store
+        .list_dir(agent, &FsPath::parse(dir).unwrap(), &View::Live)
+        .unwrap();
+    for entry in entries {
+        let name = String::from_utf8(entry.name).unwrap();
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        let bytes = match entry.attr.kind {
+            fsd::FileType::File => store
+                .read_file(
+                    agent,
+                    &FsPath::parse(&path).unwrap(),
+                    &View::Live,
+                    0,
+                    u64::MAX,
+                )
+                .unwrap(),
+            fsd::FileType::Symlink => store
+                .readlink(agent, &FsPath::parse(&path).unwrap(), &View::Live)
+                .unwrap(),
+            fsd::FileType::Directory => Vec::new(),
+        };
+        let directory = entry.attr.kind == fsd::FileType::Directory;
+        out.push((path.clone(), entry.attr, bytes));
+        if directory {
+            out.extend(tree(store, agent, &path));
+        }
+    }
+    out
+}
+
 /// Copies what a process killed now would leave on disk of the index.
 fn copy_index(from: &Path, to: &Path, with_intent_log: bool) {
     fs::create_dir_all(to).unwrap();
@@ -164,4 +198,54 @@ fn a_change_refused_inside_a_batch_leaves_the_rest_of_the_batch() {
             .unwrap(),
         contents(2)
     );
+}
+
+#[test]
+fn every_kind_of_batched_change_replays_to_the_same_tree() {
+    let m = Mounted::with_batch_window(NEVER);
+    for i in 0..40 {
+        fs::write(m.path(&format!("f{i:02}")), contents(i)).unwrap();
+    }
+    // An unlink of an open file depends on it being open: made outside the batch, which
+    // commits first; the batching goes on after it.
+    let mut held = fs::File::open(m.path("f00")).unwrap();
+    fs::remove_file(m.path("f00")).unwrap();
+    assert_eq!(
+        fs::metadata(m.data_dir().join("index.intents"))
+            .unwrap()
+            .len(),
+        0,
+        "the unlink of an open file committed the batch instead of joining it"
+    );
+    let mut kept = Vec::new();
+    std::io::Read::read_to_end(&mut held, &mut kept).unwrap();
+    assert_eq!(kept, contents(0));
+    drop(held);
+
+    fs::create_dir_all(m.path("a/b/c")).unwrap();
+    std::os::unix::fs::symlink("../f01", m.path("a/link")).unwrap();
+    fs::rename(m.path("f02"), m.path("a/b/moved")).unwrap();
+    fs::rename(m.path("f03"), m.path("f04")).unwrap();
+    fs::remove_file(m.path("f05")).unwrap();
+    fs::remove_dir(m.path("a/b/c")).unwrap();
+    fs::write(m.path("a/b/later"), b"after the moves").unwrap();
+    fs::write(m.path("f06"), b"rewritten").unwrap();
+    assert!(
+        fs::metadata(m.data_dir().join("index.intents"))
+            .unwrap()
+            .len()
+            > 0,
+        "the changes since the unlink are in an open batch"
+    );
+
+    let expected = tree(&m.store, m.agent, "/");
+    assert!(expected.iter().any(|(path, _, _)| path == "/a/b/moved"));
+    assert!(!expected.iter().any(|(path, _, _)| path == "/f00"));
+    let scratch = tempfile::tempdir().unwrap();
+    let killed = scratch.path().join("killed");
+    copy_index(&m.data_dir(), &killed, true);
+    fs::create_dir_all(killed.join("blobs")).unwrap();
+    let store = open(&killed, Some(NEVER));
+    assert_eq!(tree(&store, m.agent, "/"), expected);
+    assert!(store.fsck().unwrap().is_clean());
 }
