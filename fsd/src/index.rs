@@ -10,8 +10,8 @@
 //! the write-ahead log covering its commit; concurrent writers share those fsyncs.
 //!
 //! Batches: in the process that holds the data directory (the server, a local mount), the
-//! small changes a mount makes by the thousand (a file created, a small file's content
-//! committed) do not commit one by one. Each runs in a savepoint of one open transaction,
+//! changes a mount makes by the thousand (entries created, removed and renamed, modes and
+//! times set, a file's written content committed: `store/logged.rs`) do not commit one by one. Each runs in a savepoint of one open transaction,
 //! the batch, and is acknowledged once its record is in the intent log (`index/intents.rs`):
 //! a killed process loses no acknowledged change, since the next open applies the log
 //! again. The batch commits a short while after it opened ([`BATCH_WINDOW`]), before any other write, on

@@ -41,8 +41,8 @@ pub struct StoreOptions {
     pub durable: bool,
     /// How long an unreferenced blob is kept before the sweep may remove it.
     pub sweep_grace: Duration,
-    /// Commit the small changes mounts make (files created, small files written) in
-    /// batches open at most this long ([`crate::BATCH_WINDOW`] is the usual), recorded in
+    /// Commit the changes mounts make most (entries created, removed and renamed, content
+    /// written) in batches open at most this long ([`crate::BATCH_WINDOW`] is the usual), recorded in
     /// the intent log `index.intents` until they commit (see [`crate::index`]), and apply
     /// what a killed process left there. Only for the one process that holds the data
     /// directory: the server or a local mount.

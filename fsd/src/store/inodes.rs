@@ -12,6 +12,23 @@ use crate::{
     validate_name,
 };
 
+/// Applies `changes` (but a size, which changes content) to `row`, at time `now`.
+pub(super) fn apply_attrs(row: &mut InodeRow, changes: &SetAttr, now: i64) {
+    if let Some(mode) = changes.mode {
+        row.mode = mode & 0o7777;
+    }
+    if let Some(atime) = changes.atime_ns {
+        row.atime = atime;
+    }
+    if let Some(mtime) = changes.mtime_ns {
+        row.mtime = mtime;
+    } else if changes.size.is_some() && row.kind == FileType::File {
+        // A truncate counts as a modification even when the size stays.
+        row.mtime = now;
+    }
+    row.ctime = now;
+}
+
 /// A node to create in a directory.
 #[derive(Debug, Clone, Copy)]
 pub enum NewNode<'a> {
@@ -204,21 +221,7 @@ impl Store {
 
     /// Changes mode, size and times of inode `ino`.
     pub fn set_attr_ino(&self, agent: AgentId, ino: u64, changes: &SetAttr) -> Result<Attr> {
-        let apply = |r: &mut InodeRow, now: i64| {
-            if let Some(mode) = changes.mode {
-                r.mode = mode & 0o7777;
-            }
-            if let Some(atime) = changes.atime_ns {
-                r.atime = atime;
-            }
-            if let Some(mtime) = changes.mtime_ns {
-                r.mtime = mtime;
-            } else if changes.size.is_some() && r.kind == FileType::File {
-                // A truncate counts as a modification even when the size stays.
-                r.mtime = now;
-            }
-            r.ctime = now;
-        };
+        let apply = |r: &mut InodeRow, now: i64| apply_attrs(r, changes, now);
         let locate = |tree: &Tree<'_>| {
             tree.inode(ino)?
                 .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
@@ -237,11 +240,7 @@ impl Store {
                 _ => {}
             }
         }
-        self.change(agent, |tree| {
-            let row = locate(tree)?;
-            let now = tree.tx.now;
-            Ok(tree.modify(row.ino, |r| apply(r, now))?.attr())
-        })
+        self.set_attrs_logged(agent, ino, changes)
     }
 
     /// Writes `data` at `offset` in file `ino`.

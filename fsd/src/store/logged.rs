@@ -1,7 +1,7 @@
 //! The changes a mount makes by the thousand, written as intent-log records so they can
 //! join the index's open batch (see [`crate::index`]): an entry created (file, directory,
-//! symlink), removed or renamed, and a file's content replaced when a handle commits what
-//! it wrote from the start. Each is one function of the tree used twice, when the change
+//! symlink), removed or renamed, an inode's mode and times changed, and a file's content
+//! replaced when a handle commits what it wrote from the start. Each is one function of the tree used twice, when the change
 //! is made and when its record is replayed after a killed process, so both give the same
 //! result (the record carries the change's time; inode numbers come from the agent's row
 //! in the same order; a change whose outcome depends on which files are open is never
@@ -10,17 +10,20 @@
 //! A record is a tag byte followed by its fields: integers little-endian, byte strings
 //! and lists prefixed with their u32 length, an absent hash as a zero byte.
 
-use super::inodes::{check_name_length, check_new_name, directory, regular_file, shown};
+use super::inodes::{
+    apply_attrs, check_name_length, check_new_name, directory, regular_file, shown,
+};
 use crate::chunker::Manifest;
 use crate::index::{InodeRow, NewContent, Tree, Tx};
 use crate::rename::Place;
 use crate::store::{NewNode, Store, file_row};
-use crate::{AgentId, Attr, Error, FileType, Hash, RenameMode, Result};
+use crate::{AgentId, Attr, Error, FileType, Hash, RenameMode, Result, SetAttr};
 
 const CREATE: u8 = 1;
 const REPLACE_CONTENT: u8 = 2;
 const REMOVE: u8 = 3;
 const RENAME: u8 = 4;
+const SET_ATTRS: u8 = 5;
 
 impl Store {
     /// Creates `name` in directory `parent`; [`Error::AlreadyExists`] if it exists.
@@ -90,6 +93,28 @@ impl Store {
         self.change_logged(agent, &record, |tree| {
             rename(tree, parent, name, new_parent, new_name, mode)
         })
+    }
+
+    /// Changes the mode and times of inode `ino` (see [`Store::set_attr_ino`], which calls
+    /// this once any change of size is made).
+    pub(super) fn set_attrs_logged(
+        &self,
+        agent: AgentId,
+        ino: u64,
+        changes: &SetAttr,
+    ) -> Result<Attr> {
+        let mut record = vec![SET_ATTRS];
+        put_i64(&mut record, agent);
+        put_u64(&mut record, ino);
+        for value in [
+            changes.mode.map(u64::from),
+            changes.size,
+            changes.atime_ns.map(|t| t as u64),
+            changes.mtime_ns.map(|t| t as u64),
+        ] {
+            put_option(&mut record, value);
+        }
+        self.change_logged(agent, &record, |tree| set_attrs(tree, ino, changes))
     }
 
     /// Makes `content` the content of file `ino` if the file still has content `base`
@@ -166,6 +191,17 @@ impl Store {
                 self.change_in(tx, agent, |tree| {
                     rename(tree, parent, name, new_parent, new_name, mode)
                 })?;
+            }
+            SET_ATTRS => {
+                let ino = fields.u64()?;
+                let changes = SetAttr {
+                    mode: fields.option()?.map(|mode| mode as u32),
+                    size: fields.option()?,
+                    atime_ns: fields.option()?.map(|t| t as i64),
+                    mtime_ns: fields.option()?.map(|t| t as i64),
+                };
+                fields.end()?;
+                self.change_in(tx, agent, |tree| set_attrs(tree, ino, &changes))?;
             }
             REPLACE_CONTENT => {
                 let ino = fields.u64()?;
@@ -273,6 +309,16 @@ fn rename(
     crate::rename::rename(tree, &from, &to, mode)
 }
 
+fn set_attrs(tree: &Tree<'_>, ino: u64, changes: &SetAttr) -> Result<Attr> {
+    let row = tree
+        .inode(ino)?
+        .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+    let now = tree.tx.now;
+    Ok(tree
+        .modify(row.ino, |r| apply_attrs(r, changes, now))?
+        .attr())
+}
+
 fn replace_content(
     store: &Store,
     tree: &Tree<'_>,
@@ -317,6 +363,16 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            put_u64(out, value);
+        }
+    }
+}
+
 fn put_hash(out: &mut Vec<u8>, hash: Option<Hash>) {
     match hash {
         None => out.push(0),
@@ -359,6 +415,14 @@ impl<'a> Fields<'a> {
     fn bytes(&mut self) -> Result<&'a [u8]> {
         let len = self.u32()? as usize;
         self.take(len)
+    }
+
+    fn option(&mut self) -> Result<Option<u64>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            _ => Err(damaged()),
+        }
     }
 
     fn hash(&mut self) -> Result<Option<Hash>> {

@@ -4,6 +4,7 @@
 //! log, intent log) opens with every file the mount had closed.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -230,6 +231,14 @@ fn every_kind_of_batched_change_replays_to_the_same_tree() {
     fs::remove_dir(m.path("a/b/c")).unwrap();
     fs::write(m.path("a/b/later"), b"after the moves").unwrap();
     fs::write(m.path("f06"), b"rewritten").unwrap();
+    fs::set_permissions(m.path("f07"), fs::Permissions::from_mode(0o751)).unwrap();
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(m.path("f08"))
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_modified(when).set_accessed(when))
+        .unwrap();
     assert!(
         fs::metadata(m.data_dir().join("index.intents"))
             .unwrap()
@@ -240,6 +249,10 @@ fn every_kind_of_batched_change_replays_to_the_same_tree() {
 
     let expected = tree(&m.store, m.agent, "/");
     assert!(expected.iter().any(|(path, _, _)| path == "/a/b/moved"));
+    let f07 = expected.iter().find(|(path, _, _)| path == "/f07").unwrap();
+    assert_eq!(f07.1.mode & 0o7777, 0o751);
+    let f08 = expected.iter().find(|(path, _, _)| path == "/f08").unwrap();
+    assert_eq!(f08.1.mtime_ns, 1_000_000_000 * 1_000_000_000);
     assert!(!expected.iter().any(|(path, _, _)| path == "/f00"));
     let scratch = tempfile::tempdir().unwrap();
     let killed = scratch.path().join("killed");
