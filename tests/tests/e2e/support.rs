@@ -1011,6 +1011,16 @@ impl Mount {
         exit
     }
 
+    /// Kills the mount process with SIGKILL at once (sent directly, not through a shell, so
+    /// it lands within microseconds) and reaps it. The mount point is left as the process
+    /// left it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits up to `timeout` for the mount process to exit by itself; how it exited, or
     /// `None` if it still runs (or was not running).
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
