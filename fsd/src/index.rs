@@ -16,7 +16,10 @@
 //! a killed process loses no acknowledged change, since the next open applies the log
 //! again. The batch commits a short while after it opened ([`BATCH_WINDOW`]), before any other write, on
 //! [`Index::sync`], and when the index closes. While it is open, reads run on the writer
-//! connection, so everything in the process sees the batch's changes at once.
+//! connection, so everything in the process sees the batch's changes at once. The same
+//! thread that commits batches checkpoints the write-ahead log (at most once a second while
+//! commits are made, on a connection of its own), so no change waits for a checkpoint's
+//! fsyncs.
 //!
 //! Versioning: every row of `inodes` and `dentries` carries `[gen_from, gen_to)`, the
 //! generations in which it exists; live rows have `gen_to = LIVE`. An agent's `gen` is its
@@ -65,6 +68,10 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// A batch with this many changes commits at once.
 const BATCH_MAX: usize = 4096;
 
+/// Where batching is on, the write-ahead log is checkpointed at most this often, by the
+/// committing thread, while commits are made.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// Applies one intent-log record to a transaction: how the store replays a batch.
 pub(crate) type Replay = Box<dyn Fn(&Tx<'_>, &[u8]) -> Result<()> + Send + Sync>;
 
@@ -72,6 +79,10 @@ pub(crate) struct Index {
     writer: Mutex<Writer>,
     /// A batch is open on the writer connection: reads go there to see it.
     batch_open: AtomicBool,
+    /// Batching is on (see [`Index::start_batching`]).
+    batching: AtomicBool,
+    /// The connection that checkpoints where batching is on.
+    checkpointer: Mutex<Option<Connection>>,
     /// Wakes the thread that commits batches.
     committer: Arc<Committer>,
     readers: Mutex<Vec<Connection>>,
@@ -105,13 +116,27 @@ pub(crate) struct Committer {
     wake: Condvar,
 }
 
-#[derive(Default)]
 struct CommitterState {
     /// How long a batch stays open.
     window: Duration,
     /// When the open batch opened, if one is open.
     batch_opened: Option<Instant>,
+    /// Commits were made since the last checkpoint.
+    uncheckpointed: bool,
+    last_checkpoint: Instant,
     closed: bool,
+}
+
+impl Default for CommitterState {
+    fn default() -> Self {
+        CommitterState {
+            window: Duration::ZERO,
+            batch_opened: None,
+            uncheckpointed: false,
+            last_checkpoint: Instant::now(),
+            closed: false,
+        }
+    }
 }
 
 /// A transaction, read-only or read-write, with the time it started.
@@ -156,6 +181,8 @@ impl Index {
                 batch: None,
             }),
             batch_open: AtomicBool::new(false),
+            batching: AtomicBool::new(false),
+            checkpointer: Mutex::new(None),
             committer: Arc::default(),
             readers: Mutex::new(Vec::new()),
             path: path.to_owned(),
@@ -181,6 +208,10 @@ impl Index {
     pub fn start_batching(&self, path: &Path, replay: Replay, window: Duration) -> Result<usize> {
         self.committer.lock().window = window;
         let mut writer = self.lock_writer();
+        // Checkpoints (and their fsyncs) leave the commit: the committing thread makes them
+        // on a connection of its own (`checkpoint`), so a mount's changes never wait for one.
+        writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.batching.store(true, Ordering::SeqCst);
         let applied: i64 = writer
             .conn
             .query_row("SELECT applied FROM intent_log", [], |row| row.get(0))?;
@@ -237,6 +268,30 @@ impl Index {
         }
     }
 
+    /// Copies the write-ahead log into the database, on a connection of its own, while the
+    /// writer goes on (the committing thread's work where batching is on; elsewhere SQLite
+    /// checkpoints inside the commit that grows the log, as usual).
+    pub fn checkpoint(&self) {
+        let mut checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checkpointed = (|| -> Result<()> {
+            if checkpointer.is_none() {
+                *checkpointer = Some(open_connection(&self.path)?);
+            }
+            if let Some(conn) = checkpointer.as_ref() {
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            }
+            Ok(())
+        })();
+        if let Err(error) = checkpointed {
+            // The next round tries again; the log only grows meanwhile.
+            tracing::warn!(%error, "checkpointing the index failed");
+            self.committer.committed();
+        }
+    }
+
     /// Commits the open batch, if any. Should the commit fail, the batch stays open with
     /// every change in it (applied again from its records if SQLite rolled it back).
     fn commit_batch(&self, writer: &mut Writer) -> Result<()> {
@@ -283,6 +338,7 @@ impl Index {
         }
         self.batch_open.store(false, Ordering::SeqCst);
         self.committer.closed();
+        self.committer.committed();
         self.commits.fetch_add(1, Ordering::SeqCst);
         // Records left behind are at or below `applied`, skipped when the log is read.
         let _ = log.clear();
@@ -312,6 +368,9 @@ impl Index {
         };
         if self.durable && !sync_deferred() {
             self.sync_through(commit)?;
+        }
+        if self.batching.load(Ordering::SeqCst) {
+            self.committer.committed();
         }
         self.announce(changes);
         Ok(value)
@@ -512,29 +571,60 @@ impl Committer {
         self.lock().batch_opened = None;
     }
 
-    /// Waits until the open batch is due to commit; `false` once the index is closed.
-    pub fn wait_until_due(&self) -> bool {
+    /// Notes a commit: the write-ahead log has frames to checkpoint.
+    fn committed(&self) {
+        let mut state = self.lock();
+        if !state.uncheckpointed {
+            state.uncheckpointed = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits for the next piece of work; `None` once the index is closed.
+    pub fn wait(&self) -> Option<Due> {
         let mut state = self.lock();
         loop {
             if state.closed {
-                return false;
+                return None;
             }
-            state = match state.batch_opened {
+            let batch = state
+                .batch_opened
+                .map(|opened| (opened + state.window, Due::Batch));
+            let checkpoint = state
+                .uncheckpointed
+                .then(|| (state.last_checkpoint + CHECKPOINT_EVERY, Due::Checkpoint));
+            let next = match (batch, checkpoint) {
+                (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+                (a, b) => a.or(b),
+            };
+            state = match next {
                 None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(opened) => {
-                    let due = opened + state.window;
+                Some((at, due)) => {
                     let now = Instant::now();
-                    if now >= due {
-                        return true;
+                    if now >= at {
+                        if due == Due::Checkpoint {
+                            state.uncheckpointed = false;
+                            state.last_checkpoint = now;
+                        }
+                        return Some(due);
                     }
                     self.wake
-                        .wait_timeout(state, due - now)
+                        .wait_timeout(state, at - now)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
         }
     }
+}
+
+/// What the committing thread has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Commit the open batch.
+    Batch,
+    /// Checkpoint the write-ahead log.
+    Checkpoint,
 }
 
 /// Applies one framed intent-log record (its time, then what the store wrote).

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::blobs::{BlobStore, LocalBlobs};
 use crate::chunker::{self, INLINE_MAX, Manifest};
-use crate::index::{Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
+use crate::index::{Due, Index, InodeRow, LIVE_VIEW, NewContent, Tree, Tx};
 use crate::rename::Place;
 use crate::splice::{self, Edit, Overlay};
 use crate::{
@@ -131,10 +131,13 @@ impl Store {
         std::thread::Builder::new()
             .name("agentbox-batch".into())
             .spawn(move || {
-                while committer.wait_until_due() {
-                    match weak.upgrade() {
-                        Some(inner) => inner.index.commit_due_batch(),
-                        None => break,
+                while let Some(due) = committer.wait() {
+                    let Some(inner) = weak.upgrade() else {
+                        break;
+                    };
+                    match due {
+                        Due::Batch => inner.index.commit_due_batch(),
+                        Due::Checkpoint => inner.index.checkpoint(),
                     }
                 }
             })

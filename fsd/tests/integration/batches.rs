@@ -262,3 +262,39 @@ fn every_kind_of_batched_change_replays_to_the_same_tree() {
     assert_eq!(tree(&store, m.agent, "/"), expected);
     assert!(store.fsck().unwrap().is_clean());
 }
+
+#[test]
+fn the_write_ahead_log_is_checkpointed_beside_the_commits() {
+    // SQLite's own checkpoints are off where batching is on: without the committing
+    // thread's, the database file would never receive anything.
+    let m = Mounted::with_batch_window(fsd::BATCH_WINDOW);
+    fs::create_dir(m.path("d")).unwrap();
+    for i in 0..50 {
+        fs::write(m.path(&format!("d/f{i:02}")), contents(i)).unwrap();
+    }
+    let expected: Vec<String> = (0..50).map(|i| format!("f{i:02}")).collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // The database file alone, as if its write-ahead log were lost.
+        let copy = scratch.path().join(format!("copy-{}", rand_suffix()));
+        fs::create_dir_all(&copy).unwrap();
+        fs::copy(m.data_dir().join("index.db"), copy.join("index.db")).unwrap();
+        let store = open(&copy, None);
+        if names(&store, m.agent, "/d") == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file still lacks the files 20 s after they were written"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
