@@ -11,10 +11,11 @@
 //!
 //! Batches: in the process that holds the data directory (the server, a local mount), the
 //! changes a mount makes by the thousand (entries created, removed and renamed, modes and
-//! times set, a file's written content committed: `store/logged.rs`) do not commit one by one. Each runs in a savepoint of one open transaction,
-//! the batch, and is acknowledged once its record is in the intent log (`index/intents.rs`):
-//! a killed process loses no acknowledged change, since the next open applies the log
-//! again. The batch commits a short while after it opened ([`BATCH_WINDOW`]), before any other write, on
+//! times set, a file's written content committed: `store/logged.rs`) do not commit one by
+//! one. Each runs in a savepoint of one open transaction, the batch, and is acknowledged
+//! once its record is in the intent log (`index/intents.rs`): a killed process loses no
+//! acknowledged change, since the next open applies the log again. The batch commits a
+//! short while after it opened ([`BATCH_WINDOW`]), before any other write, on
 //! [`Index::sync`], and when the index closes. While it is open, reads run on the writer
 //! connection, so everything in the process sees the batch's changes at once. The same
 //! thread that commits batches checkpoints the write-ahead log (at most once a second while
