@@ -73,6 +73,9 @@ const BATCH_MAX: usize = 4096;
 /// committing thread, while commits are made.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// Bytes the write-ahead log file is cut back to when it starts over, where batching is on.
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 /// Applies one intent-log record to a transaction: how the store replays a batch.
 pub(crate) type Replay = Box<dyn Fn(&Tx<'_>, &[u8]) -> Result<()> + Send + Sync>;
 
@@ -212,6 +215,11 @@ impl Index {
         // Checkpoints (and their fsyncs) leave the commit: the committing thread makes them
         // on a connection of its own (`checkpoint`), so a mount's changes never wait for one.
         writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A second of heavy writing can grow the log to tens of MiB: cut it back when it
+        // starts over.
+        writer
+            .conn
+            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         self.batching.store(true, Ordering::SeqCst);
         let applied: i64 = writer
             .conn
@@ -271,7 +279,10 @@ impl Index {
 
     /// Copies the write-ahead log into the database, on a connection of its own, while the
     /// writer goes on (the committing thread's work where batching is on; elsewhere SQLite
-    /// checkpoints inside the commit that grows the log, as usual).
+    /// checkpoints inside the commit that grows the log, as usual). SQLite starts the log
+    /// over only when a write begins with every frame copied, which commits made during the
+    /// copy prevent: so the frames added meanwhile (a few milliseconds' worth) are copied
+    /// again with the writer held, and the next write starts the log over.
     pub fn checkpoint(&self) {
         let mut checkpointer = self
             .checkpointer
@@ -281,9 +292,14 @@ impl Index {
             if checkpointer.is_none() {
                 *checkpointer = Some(open_connection(&self.path)?);
             }
-            if let Some(conn) = checkpointer.as_ref() {
-                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-            }
+            let Some(conn) = checkpointer.as_ref() else {
+                return Ok(());
+            };
+            let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            passive()?;
+            let mut writer = self.lock_writer();
+            self.commit_batch(&mut writer)?;
+            passive()?;
             Ok(())
         })();
         if let Err(error) = checkpointed {
