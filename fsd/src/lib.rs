@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <data-dir>/index.db        the SQLite index (see `docs/fsd-format.md`)
+//! <data-dir>/index.intents   the intent log of the mounts' batches (see [`index`])
 //! <data-dir>/blobs/ab/cd...  blob files named by their blake3 hash
 //! <data-dir>/tmp/ab/         blob files being written
 //! ```
