@@ -83,8 +83,6 @@ pub(crate) struct Index {
     writer: Mutex<Writer>,
     /// A batch is open on the writer connection: reads go there to see it.
     batch_open: AtomicBool,
-    /// Batching is on (see [`Index::start_batching`]).
-    batching: AtomicBool,
     /// The connection that checkpoints where batching is on.
     checkpointer: Mutex<Option<Connection>>,
     /// Wakes the thread that commits batches.
@@ -185,7 +183,6 @@ impl Index {
                 batch: None,
             }),
             batch_open: AtomicBool::new(false),
-            batching: AtomicBool::new(false),
             checkpointer: Mutex::new(None),
             committer: Arc::default(),
             readers: Mutex::new(Vec::new()),
@@ -220,7 +217,6 @@ impl Index {
         writer
             .conn
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        self.batching.store(true, Ordering::SeqCst);
         let applied: i64 = writer
             .conn
             .query_row("SELECT applied FROM intent_log", [], |row| row.get(0))?;
@@ -231,14 +227,14 @@ impl Index {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for (seq, record) in &pending {
-                tx.execute_batch("SAVEPOINT replayed")?;
+                let mut savepoint = Savepoint::open(&tx)?;
                 match apply_record(&tx, &replay, record) {
                     Ok(()) => {
-                        tx.execute_batch("RELEASE replayed")?;
+                        savepoint.release()?;
                         replayed += 1;
                     }
                     Err(error) => {
-                        tx.execute_batch("ROLLBACK TO replayed; RELEASE replayed")?;
+                        drop(savepoint);
                         tracing::warn!(
                             %error,
                             log = %path.display(),
@@ -366,9 +362,10 @@ impl Index {
     /// With durability on, returns only once the commit is on stable storage. An open batch
     /// commits first.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let (value, commit, changes) = {
+        let (value, commit, changes, batching) = {
             let mut writer = self.lock_writer();
             self.commit_batch(&mut writer)?;
+            let batching = writer.intents.is_some();
             let tx = writer
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -381,12 +378,13 @@ impl Index {
                 value,
                 self.commits.fetch_add(1, Ordering::SeqCst) + 1,
                 changes,
+                batching,
             )
         };
         if self.durable && !sync_deferred() {
             self.sync_through(commit)?;
         }
-        if self.batching.load(Ordering::SeqCst) {
+        if batching {
             self.committer.committed();
         }
         self.announce(changes);
@@ -430,8 +428,7 @@ impl Index {
                 batch,
             } = writer;
             let now = now_ns();
-            conn.prepare_cached("SAVEPOINT change")?.execute([])?;
-            let mut savepoint = Savepoint { conn, open: true };
+            let mut savepoint = Savepoint::open(conn)?;
             let handle = Tx {
                 batched: true,
                 ..Tx::at(conn, now)
@@ -533,14 +530,19 @@ impl Index {
     }
 }
 
-/// The savepoint of one batched change: rolled back unless released, so a change that
-/// fails (or panics) leaves the batch as it was.
+/// The savepoint of one batched (or replayed) change: rolled back unless released, so a
+/// change that fails (or panics) leaves the batch as it was.
 struct Savepoint<'c> {
     conn: &'c Connection,
     open: bool,
 }
 
 impl Savepoint<'_> {
+    fn open(conn: &Connection) -> Result<Savepoint<'_>> {
+        conn.prepare_cached("SAVEPOINT change")?.execute([])?;
+        Ok(Savepoint { conn, open: true })
+    }
+
     fn release(&mut self) -> Result<()> {
         self.conn.prepare_cached("RELEASE change")?.execute([])?;
         self.open = false;
@@ -560,15 +562,7 @@ impl Drop for Savepoint<'_> {
 
 impl Drop for Index {
     fn drop(&mut self) {
-        {
-            let mut state = self
-                .committer
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            state.closed = true;
-        }
-        self.committer.wake.notify_all();
+        self.committer.close();
         // On failure the intent log keeps the batch for the next start.
         let _ = self.commit_batch(&mut self.lock_writer());
     }
@@ -586,6 +580,12 @@ impl Committer {
 
     fn closed(&self) {
         self.lock().batch_opened = None;
+    }
+
+    /// Ends the committing thread's wait for good.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
     }
 
     /// Notes a commit: the write-ahead log has frames to checkpoint.

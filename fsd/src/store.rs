@@ -41,10 +41,11 @@ pub struct StoreOptions {
     pub durable: bool,
     /// How long an unreferenced blob is kept before the sweep may remove it.
     pub sweep_grace: Duration,
-    /// Commit the changes mounts make most (entries created, removed and renamed, content
-    /// written) in batches open at most this long ([`crate::BATCH_WINDOW`] is the usual), recorded in
-    /// the intent log `index.intents` until they commit (see [`crate::index`]), and apply
-    /// what a killed process left there. Only for the one process that holds the data
+    /// Commit the changes mounts make most (entries created, removed and renamed, modes
+    /// and times set, content written) in batches open at most this long
+    /// ([`crate::BATCH_WINDOW`] is the usual), recorded in the intent log `index.intents`
+    /// until they commit (see [`crate::index`]), and apply what a killed process left
+    /// there. Only for the one process that holds the data
     /// directory: the server or a local mount.
     pub batch_window: Option<Duration>,
 }

@@ -1,13 +1,13 @@
 //! The changes a mount makes by the thousand, written as intent-log records so they can
 //! join the index's open batch (see [`crate::index`]): an entry created (file, directory,
 //! symlink), removed or renamed, an inode's mode and times changed, and a file's content
-//! replaced when a handle commits what it wrote from the start. Each is one function of the tree used twice, when the change
-//! is made and when its record is replayed after a killed process, so both give the same
-//! result (the record carries the change's time; inode numbers come from the agent's row
+//! replaced when a handle commits what it wrote from the start. Each is one function of the
+//! tree used twice, when the change is made and when its record is replayed after a killed
+//! process, so both give the same result (the record carries the change's time; inode numbers come from the agent's row
 //! in the same order; a change whose outcome depends on which files are open is never
 //! batched, see [`Store::change_logged`]).
 //!
-//! A record is a tag byte followed by its fields: integers little-endian, byte strings
+//! A record is a tag byte and the agent, followed by the change's fields: integers little-endian, byte strings
 //! and lists prefixed with their u32 length, an absent hash as a zero byte.
 
 use super::inodes::{
@@ -41,8 +41,7 @@ impl Store {
             NewNode::Directory { mode } => (2, mode, b""),
             NewNode::Symlink { target } => (3, 0, target),
         };
-        let mut record = vec![CREATE];
-        put_i64(&mut record, agent);
+        let mut record = start_record(CREATE, agent);
         put_u64(&mut record, parent);
         put_bytes(&mut record, name);
         record.push(kind);
@@ -61,8 +60,7 @@ impl Store {
         directory_wanted: bool,
     ) -> Result<()> {
         check_name_length(name)?;
-        let mut record = vec![REMOVE];
-        put_i64(&mut record, agent);
+        let mut record = start_record(REMOVE, agent);
         put_u64(&mut record, parent);
         put_bytes(&mut record, name);
         record.push(u8::from(directory_wanted));
@@ -83,8 +81,7 @@ impl Store {
     ) -> Result<()> {
         check_name_length(name)?;
         check_new_name(new_parent, new_name)?;
-        let mut record = vec![RENAME];
-        put_i64(&mut record, agent);
+        let mut record = start_record(RENAME, agent);
         put_u64(&mut record, parent);
         put_bytes(&mut record, name);
         put_u64(&mut record, new_parent);
@@ -103,8 +100,7 @@ impl Store {
         ino: u64,
         changes: &SetAttr,
     ) -> Result<Attr> {
-        let mut record = vec![SET_ATTRS];
-        put_i64(&mut record, agent);
+        let mut record = start_record(SET_ATTRS, agent);
         put_u64(&mut record, ino);
         for value in [
             changes.mode.map(u64::from),
@@ -126,8 +122,7 @@ impl Store {
         base: Option<Hash>,
         content: &NewContent,
     ) -> Result<Option<Attr>> {
-        let mut record = vec![REPLACE_CONTENT];
-        put_i64(&mut record, agent);
+        let mut record = start_record(REPLACE_CONTENT, agent);
         put_u64(&mut record, ino);
         put_hash(&mut record, base);
         put_u64(&mut record, content.manifest.size);
@@ -340,6 +335,13 @@ fn replace_content(
         r.ctime = now;
     })?;
     Ok(Some(row.attr()))
+}
+
+/// A record's tag and the agent it changes, which every record begins with.
+fn start_record(tag: u8, agent: AgentId) -> Vec<u8> {
+    let mut record = vec![tag];
+    put_i64(&mut record, agent);
+    record
 }
 
 fn damaged() -> Error {

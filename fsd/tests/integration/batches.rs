@@ -277,10 +277,9 @@ fn the_write_ahead_log_is_checkpointed_beside_the_commits() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         // The database file alone, as if its write-ahead log were lost.
-        let copy = scratch.path().join(format!("copy-{}", rand_suffix()));
-        fs::create_dir_all(&copy).unwrap();
-        fs::copy(m.data_dir().join("index.db"), copy.join("index.db")).unwrap();
-        let store = open(&copy, None);
+        let copy = tempfile::tempdir_in(scratch.path()).unwrap();
+        fs::copy(m.data_dir().join("index.db"), copy.path().join("index.db")).unwrap();
+        let store = open(copy.path(), None);
         if names(&store, m.agent, "/d") == expected {
             break;
         }
@@ -290,13 +289,6 @@ fn the_write_ahead_log_is_checkpointed_beside_the_commits() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 /// The checkpoint sequence number in the write-ahead log's header: SQLite adds one each
