@@ -64,6 +64,18 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// How the process holding a data directory (the server, or a read-write mount) removes
+/// blobs nothing references any more.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Seconds an unreferenced blob is kept before the background sweep removes it.
+    #[arg(long, env = "AGENTBOX_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
+    pub sweep_grace_seconds: u64,
+    /// Seconds between background sweeps (0 disables them).
+    #[arg(long, env = "AGENTBOX_SWEEP_INTERVAL_SECONDS", default_value_t = 600)]
+    pub sweep_interval_seconds: u64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -74,12 +86,8 @@ pub struct ServeArgs {
     /// Largest file accepted by an upload, in bytes (base64 or raw).
     #[arg(long, env = "AGENTBOX_MAX_FILE_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_file_bytes: u64,
-    /// Seconds an unreferenced blob is kept before the background sweep removes it.
-    #[arg(long, env = "AGENTBOX_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
-    pub sweep_grace_seconds: u64,
-    /// Seconds between background sweeps (0 disables them).
-    #[arg(long, env = "AGENTBOX_SWEEP_INTERVAL_SECONDS", default_value_t = 600)]
-    pub sweep_interval_seconds: u64,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     /// Where agents' sandbox views are mounted (default `<data-dir>/mounts`).
     #[arg(long, env = "AGENTBOX_MOUNT_DIR")]
     pub mount_dir: Option<PathBuf>,
@@ -417,6 +425,9 @@ pub struct MountArgs {
     /// thread on each, for a little CPU time.
     #[arg(long, default_value_t = fsd::fuse::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
+    /// The background sweep of a read-write mount of a data directory, as the server's.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         bail!("{} is not a directory", args.mountpoint.display());
     }
     let options = StoreOptions {
+        sweep_grace: Duration::from_secs(args.sweep.sweep_grace_seconds),
         batch_window: Some(fsd::BATCH_WINDOW),
         ..StoreOptions::default()
     };
@@ -72,6 +73,11 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     };
     let mut signals = Signals::install()?;
     let mount = fsd::fuse::mount(vfs, &args.mountpoint, &config)?;
+    // A read-write mount holds the data directory as a server does, and sweeps as one
+    // does: files written and removed through it leave blobs that nothing needs.
+    if !args.read_only && args.snapshot.is_none() {
+        signals.spawn_sweeper(store.clone(), args.sweep.sweep_interval_seconds);
+    }
     eprintln!(
         "mounted agent {} at {}{}; Ctrl-C unmounts",
         agent.name,
@@ -122,6 +128,12 @@ impl Signals {
             interrupt,
             terminate,
         })
+    }
+
+    /// Starts the background sweep of `store`, run while [`Signals::wait`] waits.
+    fn spawn_sweeper(&self, store: Store, interval_seconds: u64) {
+        let _entered = self.runtime.enter();
+        crate::server::spawn_sweeper(store, interval_seconds);
     }
 
     /// Blocks until SIGINT or SIGTERM (true) or until `ended` (checked a few times a

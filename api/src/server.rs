@@ -46,7 +46,7 @@ use crate::cli::ServeArgs;
 
 pub use auth::Agent;
 pub use error::ApiError;
-pub use startup::lock_data_dir;
+pub use startup::{lock_data_dir, spawn_sweeper};
 pub use state::{AppState, Limits};
 pub use time::rfc3339_ns;
 
@@ -123,7 +123,7 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _lock = startup::lock_data_dir(data_dir)?;
     let options = fsd::StoreOptions {
         durable: !args.no_fsync,
-        sweep_grace: Duration::from_secs(args.sweep_grace_seconds),
+        sweep_grace: Duration::from_secs(args.sweep.sweep_grace_seconds),
         batch_window: Some(fsd::BATCH_WINDOW),
     };
     let store = fsd::Store::open(data_dir, options)
@@ -139,7 +139,7 @@ pub fn run_from_cli(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         startup::bootstrap_default_agent(&store, data_dir)?;
-        let sweeper = startup::spawn_sweeper(store.clone(), args.sweep_interval_seconds);
+        let sweeper = startup::spawn_sweeper(store.clone(), args.sweep.sweep_interval_seconds);
         let limits = Limits {
             max_file_bytes: args.max_file_bytes,
         };

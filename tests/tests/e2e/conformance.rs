@@ -386,3 +386,189 @@ fn files_a_killed_mount_had_closed_are_there_when_it_mounts_again() {
         "in {ROUNDS} kills no mount found changes to apply in the intent log"
     );
 }
+
+#[test]
+fn a_read_write_mount_sweeps_the_blobs_of_removed_files() {
+    require_fuse();
+    let (_work, base) = work_dir("agentbox-mount-sweep-");
+    let data_dir = base.join("data");
+    let mountpoint = base.join("mnt");
+    fs::create_dir(&mountpoint).expect("create the mount point");
+    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+
+    let mut command = mount_command(&data_dir, &mountpoint);
+    command.args([
+        "--sweep-grace-seconds",
+        "0",
+        "--sweep-interval-seconds",
+        "1",
+    ]);
+    let mount = Mount::start(command, &mountpoint, &base.join("mount.log"));
+    // Large enough to be a blob file of its own, small enough to be one blob.
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let hash = crate::support::blake3_hex(&content);
+    let blob = data_dir.join("blobs").join(&hash[..2]).join(&hash[2..]);
+    let kept: Vec<u8> = content.iter().map(|byte| byte ^ 0x5a).collect();
+    fs::write(mount.path("/kept.bin"), &kept).expect("write a file to keep");
+    fs::write(mount.path("/removed.bin"), &content).expect("write a file");
+    assert!(blob.is_file(), "{} was not stored", blob.display());
+    fs::remove_file(mount.path("/removed.bin")).expect("remove the file");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blob.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !blob.exists(),
+        "the blob of a removed file is still there 30 s later, with a sweep every second and \
+         no grace period:\n{}",
+        mount.log_tail()
+    );
+    let kept_hash = crate::support::blake3_hex(&kept);
+    let kept_blob = data_dir
+        .join("blobs")
+        .join(&kept_hash[..2])
+        .join(&kept_hash[2..]);
+    assert!(
+        kept_blob.is_file(),
+        "the sweep took {}, the blob of a file that still exists",
+        kept_blob.display()
+    );
+}
+
+/// `flock(2)` on `file`, as a `Result` of the errno.
+fn flock(file: &fs::File, operation: i32) -> Result<(), i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; flock touches no memory of ours.
+    match unsafe { libc::flock(file.as_raw_fd(), operation) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// An open-file-description record lock (`fcntl(F_OFD_SETLK)`, or `F_OFD_GETLK` with
+/// `test`) of `len` bytes at `start`; returns the lock type found or set.
+fn record_lock(file: &fs::File, test: bool, kind: i32, start: i64, len: i64) -> Result<i32, i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero flock is valid (l_pid must be 0 for these locks).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = start;
+    lock.l_len = len;
+    let command = if test {
+        libc::F_OFD_GETLK
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: a valid open descriptor and a flock that outlives the call.
+    match unsafe { libc::fcntl(file.as_raw_fd(), command, &mut lock) } {
+        0 => Ok(i32::from(lock.l_type)),
+        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+    }
+}
+
+#[test]
+fn locks_taken_through_a_mount_exclude_each_other() {
+    require_fuse();
+    let (_work, base) = work_dir("agentbox-locks-");
+    let data_dir = base.join("data");
+    let mountpoint = base.join("mnt");
+    fs::create_dir(&mountpoint).expect("create the mount point");
+    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    let mount = Mount::start(
+        mount_command(&data_dir, &mountpoint),
+        &mountpoint,
+        &base.join("mount.log"),
+    );
+    let path = mount.path("/locked.db");
+    fs::write(&path, vec![0u8; 4096]).expect("write the file to lock");
+    let open = || {
+        fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open the file to lock")
+    };
+    let (first, second) = (open(), open());
+
+    // Whole-file locks (flock), between two opens of the file.
+    assert_eq!(flock(&first, libc::LOCK_EX | libc::LOCK_NB), Ok(()));
+    assert_eq!(
+        flock(&second, libc::LOCK_EX | libc::LOCK_NB),
+        Err(libc::EWOULDBLOCK),
+        "a second exclusive flock was granted"
+    );
+    assert_eq!(
+        flock(&second, libc::LOCK_SH | libc::LOCK_NB),
+        Err(libc::EWOULDBLOCK),
+        "a shared flock was granted beside an exclusive one"
+    );
+    assert_eq!(flock(&first, libc::LOCK_UN), Ok(()));
+    assert_eq!(flock(&second, libc::LOCK_SH | libc::LOCK_NB), Ok(()));
+    assert_eq!(flock(&first, libc::LOCK_SH | libc::LOCK_NB), Ok(()));
+    assert_eq!(flock(&first, libc::LOCK_UN), Ok(()));
+    assert_eq!(flock(&second, libc::LOCK_UN), Ok(()));
+
+    // Byte-range locks (fcntl), between two opens of the file.
+    let (write, unlocked) = (
+        i32::from(libc::F_WRLCK as i16),
+        i32::from(libc::F_UNLCK as i16),
+    );
+    assert_eq!(record_lock(&first, false, write, 0, 100), Ok(write));
+    assert_eq!(
+        record_lock(&second, false, write, 50, 100),
+        Err(libc::EAGAIN),
+        "an overlapping write lock was granted"
+    );
+    assert_eq!(
+        record_lock(&second, true, write, 50, 100),
+        Ok(write),
+        "F_OFD_GETLK does not report the conflicting lock"
+    );
+    assert_eq!(record_lock(&second, false, write, 100, 100), Ok(write));
+    assert_eq!(record_lock(&second, true, write, 150, 10), Ok(unlocked));
+    drop(first);
+    assert_eq!(
+        record_lock(&second, false, write, 0, 100),
+        Ok(write),
+        "a lock outlived the close of its file"
+    );
+
+    // A classic POSIX lock held by another process, as a database takes it.
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import fcntl, sys\n\
+             f = open(sys.argv[1], 'r+b')\n\
+             fcntl.lockf(f, fcntl.LOCK_EX, 10, 1000)\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n",
+        )
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3 to hold a lock");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("the holder's output")),
+        &mut line,
+    )
+    .expect("read from the lock holder");
+    assert_eq!(line.trim(), "locked", "the other process could not lock");
+    let third = open();
+    let blocked = record_lock(&third, false, write, 1000, 1);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(
+        blocked,
+        Err(libc::EAGAIN),
+        "a lock overlapping another process's was granted"
+    );
+    assert_eq!(
+        record_lock(&third, false, write, 1000, 1),
+        Ok(write),
+        "the lock of an exited process was not released"
+    );
+}
