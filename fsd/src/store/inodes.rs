@@ -14,6 +14,11 @@ use crate::{
 
 /// Applies `changes` (but a size, which changes content) to `row`, at time `now`.
 pub(super) fn apply_attrs(row: &mut InodeRow, changes: &SetAttr, now: i64) {
+    if changes.size == Some(0) && row.kind == FileType::File {
+        // Emptied: the one size change that stores no content (see `set_attr_ino`).
+        row.size = 0;
+        row.content = None;
+    }
     if let Some(mode) = changes.mode {
         row.mode = mode & 0o7777;
     }
@@ -230,7 +235,9 @@ impl Store {
             let current = self.getattr(agent, &View::Live, ino)?;
             match current.kind {
                 FileType::Directory => return Err(Error::IsADirectory(format!("inode {ino}"))),
-                FileType::File if current.size != size => {
+                // Emptying a file (an open with O_TRUNC) stores nothing: it is made like a
+                // change of mode or times, and so joins a mount's batch.
+                FileType::File if current.size != size && size != 0 => {
                     let shown = format!("inode {ino}");
                     return self.edit(agent, &locate, &shown, &Edit::Resize { size }, |r| {
                         let now = r.ctime;

@@ -1,7 +1,7 @@
 //! The changes a mount makes by the thousand, written as intent-log records so they can
 //! join the index's open batch (see [`crate::index`]): an entry created (file, directory,
-//! symlink), removed or renamed, an inode's mode and times changed, and a file's content
-//! replaced when a handle commits what it wrote from the start. Each is one function of the
+//! symlink), removed or renamed, an inode's mode and times changed or a file emptied, and a
+//! file's content replaced when a handle commits what it wrote from the start. Each is one function of the
 //! tree used twice, when the change is made and when its record is replayed after a killed
 //! process, so both give the same result (the record carries the change's time; inode numbers come from the agent's row
 //! in the same order; a change whose outcome depends on which files are open is never
@@ -92,8 +92,8 @@ impl Store {
         })
     }
 
-    /// Changes the mode and times of inode `ino` (see [`Store::set_attr_ino`], which calls
-    /// this once any change of size is made).
+    /// Changes the mode and times of inode `ino`, or empties it (see [`Store::set_attr_ino`],
+    /// which calls this once any other change of size is made).
     pub(super) fn set_attrs_logged(
         &self,
         agent: AgentId,

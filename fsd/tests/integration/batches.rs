@@ -230,7 +230,24 @@ fn every_kind_of_batched_change_replays_to_the_same_tree() {
     fs::remove_file(m.path("f05")).unwrap();
     fs::remove_dir(m.path("a/b/c")).unwrap();
     fs::write(m.path("a/b/later"), b"after the moves").unwrap();
+    let intents = || {
+        fs::metadata(m.data_dir().join("index.intents"))
+            .unwrap()
+            .len()
+    };
+    let before = intents();
+    // Opened with O_TRUNC: the file is emptied, then written.
     fs::write(m.path("f06"), b"rewritten").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(m.path("f09"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(
+        intents() > before,
+        "emptying a file committed the batch instead of joining it"
+    );
     fs::set_permissions(m.path("f07"), fs::Permissions::from_mode(0o751)).unwrap();
     let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     fs::File::options()
@@ -251,6 +268,8 @@ fn every_kind_of_batched_change_replays_to_the_same_tree() {
     assert!(expected.iter().any(|(path, _, _)| path == "/a/b/moved"));
     let f07 = expected.iter().find(|(path, _, _)| path == "/f07").unwrap();
     assert_eq!(f07.1.mode & 0o7777, 0o751);
+    let f09 = expected.iter().find(|(path, _, _)| path == "/f09").unwrap();
+    assert_eq!((f09.1.size, f09.2.len()), (0, 0));
     let f08 = expected.iter().find(|(path, _, _)| path == "/f08").unwrap();
     assert_eq!(f08.1.mtime_ns, 1_000_000_000 * 1_000_000_000);
     assert!(!expected.iter().any(|(path, _, _)| path == "/f00"));

@@ -248,6 +248,28 @@ fn posix_details_hold_through_the_mount() {
     drop(file);
     let meta = fs::metadata(m.path("t")).unwrap();
     assert_eq!((meta.mtime(), meta.mtime_nsec()), (-2, 500_000_000));
+    // An open with O_TRUNC empties the file before it returns, for everyone; as on Linux's
+    // own file systems, even an open for reading only.
+    fs::write(m.path("rewritten"), b"the old content, longer").unwrap();
+    let mut rewriting = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("rewritten"))
+        .unwrap();
+    assert_eq!(fs::metadata(m.path("rewritten")).unwrap().len(), 0);
+    let path = FsPath::parse("/rewritten").unwrap();
+    assert_eq!(m.store.stat(m.agent, &path, &View::Live).unwrap().size, 0);
+    rewriting.write_all(b"new").unwrap();
+    drop(rewriting);
+    assert_eq!(fs::read(m.path("rewritten")).unwrap(), b"new");
+    let c_name =
+        std::ffi::CString::new(m.path("rewritten").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; the descriptor is closed at once.
+    let fd = unsafe { libc::open(c_name.as_ptr(), libc::O_RDONLY | libc::O_TRUNC) };
+    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: `fd` was just opened and is closed once.
+    unsafe { libc::close(fd) };
+    assert_eq!(fs::metadata(m.path("rewritten")).unwrap().len(), 0);
     assert!(m.store.fsck().unwrap().is_clean());
 }
 
