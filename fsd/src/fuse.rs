@@ -373,9 +373,6 @@ impl Filesystem for AgentFs {
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
-        // An open with O_TRUNC empties the file in `open` (below) rather than in a setattr
-        // the kernel sends after it: one request less for every file rewritten.
-        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
@@ -548,17 +545,6 @@ impl Filesystem for AgentFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        // The kernel checked the caller may write, as for any truncation; Linux empties the
-        // file even when it is opened read-only.
-        if flags.0 & libc::O_TRUNC != 0 {
-            let empty = SetAttr {
-                size: Some(0),
-                ..SetAttr::default()
-            };
-            if let Err(error) = self.vfs.setattr(ino.0, &empty) {
-                return reply.error(errno(&error));
-            }
-        }
         match self.vfs.open(ino.0, write) {
             // Content changes from elsewhere are invalidated, so cached pages stay valid.
             Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::FOPEN_KEEP_CACHE),

@@ -167,6 +167,17 @@ fn work_dir(prefix: &str) -> (tempfile::TempDir, PathBuf) {
     (work, base)
 }
 
+/// A new data directory made by `agentbox serve` and an empty mount point beside it, in a
+/// new temporary directory: (the directory, its path, the data directory, the mount point).
+fn data_dir_and_mountpoint(prefix: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let (work, base) = work_dir(prefix);
+    let data_dir = base.join("data");
+    let mountpoint = base.join("mnt");
+    fs::create_dir(&mountpoint).expect("create the mount point");
+    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    (work, base, data_dir, mountpoint)
+}
+
 /// `agentbox mount MOUNTPOINT --data-dir DATA_DIR`, with nothing from the environment.
 fn mount_command(data_dir: &Path, mountpoint: &Path) -> Command {
     let mut command = Command::new(agentbox_bin());
@@ -268,11 +279,7 @@ fn pjdfstest_passes_on_an_agent_mount() {
 #[test]
 fn a_mount_unmounted_from_outside_exits_and_frees_the_data_directory() {
     require_fuse();
-    let (_work, base) = work_dir("agentbox-unmounted-");
-    let data_dir = base.join("data");
-    let mountpoint = base.join("mnt");
-    fs::create_dir(&mountpoint).expect("create the mount point");
-    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    let (_work, base, data_dir, mountpoint) = data_dir_and_mountpoint("agentbox-unmounted-");
 
     let mut mount = Mount::start(
         mount_command(&data_dir, &mountpoint),
@@ -329,11 +336,7 @@ fn files_a_killed_mount_had_closed_are_there_when_it_mounts_again() {
     require_fuse();
     const ROUNDS: usize = 5;
     const FILES: usize = 100;
-    let (_work, base) = work_dir("agentbox-killed-mount-");
-    let data_dir = base.join("data");
-    let mountpoint = base.join("mnt");
-    fs::create_dir(&mountpoint).expect("create the mount point");
-    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    let (_work, base, data_dir, mountpoint) = data_dir_and_mountpoint("agentbox-killed-mount-");
 
     // Each round mounts, checks every file closed before earlier kills, writes more and
     // is killed with SIGKILL right after its last close, inside the batch that holds it.
@@ -390,11 +393,7 @@ fn files_a_killed_mount_had_closed_are_there_when_it_mounts_again() {
 #[test]
 fn a_read_write_mount_sweeps_the_blobs_of_removed_files() {
     require_fuse();
-    let (_work, base) = work_dir("agentbox-mount-sweep-");
-    let data_dir = base.join("data");
-    let mountpoint = base.join("mnt");
-    fs::create_dir(&mountpoint).expect("create the mount point");
-    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    let (_work, base, data_dir, mountpoint) = data_dir_and_mountpoint("agentbox-mount-sweep-");
 
     let mut command = mount_command(&data_dir, &mountpoint);
     command.args([
@@ -471,11 +470,7 @@ fn record_lock(file: &fs::File, test: bool, kind: i32, start: i64, len: i64) -> 
 #[test]
 fn locks_taken_through_a_mount_exclude_each_other() {
     require_fuse();
-    let (_work, base) = work_dir("agentbox-locks-");
-    let data_dir = base.join("data");
-    let mountpoint = base.join("mnt");
-    fs::create_dir(&mountpoint).expect("create the mount point");
-    bootstrap_data_dir(&data_dir, &base.join("serve.log"));
+    let (_work, base, data_dir, mountpoint) = data_dir_and_mountpoint("agentbox-locks-");
     let mount = Mount::start(
         mount_command(&data_dir, &mountpoint),
         &mountpoint,
