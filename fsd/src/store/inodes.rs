@@ -12,7 +12,8 @@ use crate::{
     validate_name,
 };
 
-/// Applies `changes` (but a size, which changes content) to `row`, at time `now`.
+/// Applies `changes` to `row`, at time `now`: mode, times and a size of 0 (any other size
+/// changes content, which the content edit makes).
 pub(super) fn apply_attrs(row: &mut InodeRow, changes: &SetAttr, now: i64) {
     if changes.size == Some(0) && row.kind == FileType::File {
         // Emptied: the one size change that stores no content (see `set_attr_ino`).

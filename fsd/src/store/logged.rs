@@ -1,14 +1,15 @@
 //! The changes a mount makes by the thousand, written as intent-log records so they can
 //! join the index's open batch (see [`crate::index`]): an entry created (file, directory,
 //! symlink), removed or renamed, an inode's mode and times changed or a file emptied, and a
-//! file's content replaced when a handle commits what it wrote from the start. Each is one function of the
-//! tree used twice, when the change is made and when its record is replayed after a killed
-//! process, so both give the same result (the record carries the change's time; inode numbers come from the agent's row
-//! in the same order; a change whose outcome depends on which files are open is never
-//! batched, see [`Store::change_logged`]).
+//! file's content replaced when a handle commits what it wrote from the start. Each is one
+//! function of the tree used twice, when the change is made and when its record is replayed
+//! after a killed process, so both give the same result (the record carries the change's
+//! time; inode numbers come from the agent's row in the same order; a change whose outcome
+//! depends on which files are open is never batched, see [`Store::change_logged`]).
 //!
-//! A record is a tag byte and the agent, followed by the change's fields: integers little-endian, byte strings
-//! and lists prefixed with their u32 length, an absent hash as a zero byte.
+//! A record is a tag byte and the agent, followed by the change's fields: integers
+//! little-endian, byte strings and lists prefixed with their u32 length, an absent hash as
+//! a zero byte.
 
 use super::inodes::{
     apply_attrs, check_name_length, check_new_name, directory, regular_file, shown,
