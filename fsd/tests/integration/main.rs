@@ -259,6 +259,38 @@ fn the_sweep_removes_unreferenced_blobs_only() {
 }
 
 #[test]
+fn a_blob_is_kept_for_the_grace_period_after_its_last_reference_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let grace = Duration::from_secs(2);
+    let options = StoreOptions {
+        durable: false,
+        sweep_grace: grace,
+        batch_window: None,
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let agent = store.create_agent("a").unwrap().id;
+    // One blob in a file, one inline in the index.
+    let large = pseudo_random(100_000, 7);
+    let small = pseudo_random(3_000, 8);
+    put(&store, agent, "/large", &large);
+    put(&store, agent, "/small", &small);
+    // Referenced for longer than the grace period, then dropped: the period runs from the
+    // drop, not from when the blobs were stored.
+    std::thread::sleep(grace + Duration::from_secs(1));
+    store.remove(agent, &path("/large"), false).unwrap();
+    store.remove(agent, &path("/small"), false).unwrap();
+    assert_eq!(store.store_stats().unwrap().unreferenced_blobs, 2);
+    assert_eq!(store.sweep().unwrap().blobs_removed, 0);
+    // Taken again and dropped again within the period: still kept.
+    put(&store, agent, "/small-again", &small);
+    store.remove(agent, &path("/small-again"), false).unwrap();
+    assert_eq!(store.sweep().unwrap().blobs_removed, 0);
+    std::thread::sleep(grace + Duration::from_secs(1));
+    assert_eq!(store.sweep().unwrap().blobs_removed, 2);
+    assert!(store.fsck().unwrap().is_clean());
+}
+
+#[test]
 fn fsck_finds_a_damaged_blob() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
