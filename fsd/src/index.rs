@@ -610,10 +610,10 @@ impl Committer {
             let checkpoint = state
                 .uncheckpointed
                 .then(|| (state.last_checkpoint + CHECKPOINT_EVERY, Due::Checkpoint));
-            let next = match (batch, checkpoint) {
-                (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-                (a, b) => a.or(b),
-            };
+            let next = batch
+                .into_iter()
+                .chain(checkpoint)
+                .min_by_key(|(at, _)| *at);
             state = match next {
                 None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some((at, due)) => {

@@ -227,25 +227,20 @@ impl Store {
 
     /// Changes mode, size and times of inode `ino`.
     pub fn set_attr_ino(&self, agent: AgentId, ino: u64, changes: &SetAttr) -> Result<Attr> {
-        let apply = |r: &mut InodeRow, now: i64| apply_attrs(r, changes, now);
-        let locate = |tree: &Tree<'_>| {
-            tree.inode(ino)?
-                .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
-        };
-        if let Some(size) = changes.size {
+        // Emptying a file (an open with O_TRUNC) stores nothing: it is made like a change of
+        // mode or times, and so joins a mount's batch. Any other new size is a content edit.
+        if let Some(size) = changes.size.filter(|&size| size != 0) {
             let current = self.getattr(agent, &View::Live, ino)?;
-            match current.kind {
-                FileType::Directory => return Err(Error::IsADirectory(format!("inode {ino}"))),
-                // Emptying a file (an open with O_TRUNC) stores nothing: it is made like a
-                // change of mode or times, and so joins a mount's batch.
-                FileType::File if current.size != size && size != 0 => {
-                    let shown = format!("inode {ino}");
-                    return self.edit(agent, &locate, &shown, &Edit::Resize { size }, |r| {
-                        let now = r.ctime;
-                        apply(r, now)
-                    });
-                }
-                _ => {}
+            if current.kind == FileType::File && current.size != size {
+                let locate = |tree: &Tree<'_>| {
+                    tree.inode(ino)?
+                        .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
+                };
+                let shown = format!("inode {ino}");
+                return self.edit(agent, &locate, &shown, &Edit::Resize { size }, |r| {
+                    let now = r.ctime;
+                    apply_attrs(r, changes, now)
+                });
             }
         }
         self.set_attrs_logged(agent, ino, changes)

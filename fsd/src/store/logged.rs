@@ -309,6 +309,9 @@ fn set_attrs(tree: &Tree<'_>, ino: u64, changes: &SetAttr) -> Result<Attr> {
     let row = tree
         .inode(ino)?
         .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+    if changes.size.is_some() && row.kind == FileType::Directory {
+        return Err(Error::IsADirectory(format!("inode {ino}")));
+    }
     let now = tree.tx.now;
     Ok(tree
         .modify(row.ino, |r| apply_attrs(r, changes, now))?
